@@ -24,6 +24,7 @@ from ..optim import Adam
 from ..vae.diagnostics import model_latent_statistics
 from ..vae.models import build_model
 from ..vae.objectives import build_objective
+from ..plots import write_training_plots
 from .progress import Progress
 
 OBJECTIVE_KEYS = ("likelihood", "gamma", "beta", "kl_weight", "gamma_min", "constraint", "kappa",
@@ -84,7 +85,12 @@ class Trainer:
         self.optimizer = Adam(self.model.parameters() + self.objective.parameters(), lr=config["lr"],
                               weight_decay=config["weight_decay"])
         self.batches = BatchIterator(self.train_set.images, config["batch_size"], shuffle=True,
-                                     seed=config["seed"], drop_last=True)
+                                     seed=config["seed"], drop_last=True, return_indices=True)
+        # objectives that need labels (GECO's CLA constraint) say so
+        self.needs_labels = bool(getattr(self.objective, "needs_labels", False))
+        if self.needs_labels and self.train_set.labels is None:
+            raise TrainingError(f"objective {config['objective']!r} needs labels, and dataset "
+                                f"{config['dataset']!r} has none")
         self.step = 0
         if resume:
             self._restore()
@@ -148,11 +154,15 @@ class Trainer:
                                     f"checkpoint (step {self._last_saved}) is intact in {self.checkpoint_path}. "
                                     "Lower --lr, or check the data and the objective's parameters")
 
-    def train_step(self, x_host):
+    def train_step(self, x_host, indices=None):
         x = Tensor(backend.to_device(x_host))
         self.optimizer.zero_grad()
         out = self.model(x)
-        loss, terms = self.objective.loss(x, out)
+        if self.needs_labels:
+            labels = backend.to_device(self.train_set.labels[indices])
+            loss, terms = self.objective.loss(x, out, labels=labels)
+        else:
+            loss, terms = self.objective.loss(x, out)
         self._check_finite(terms)
         loss.backward()
         self.optimizer.step()
@@ -178,8 +188,8 @@ class Trainer:
         window_start, window_images = time.perf_counter(), 0
         try:
             while self.epoch < config["epochs"] and self.step < self.total_steps():
-                for x_host in self.batches:  # the rest of the current epoch
-                    terms = self.train_step(x_host)
+                for x_host, indices in self.batches:  # the rest of the current epoch
+                    terms = self.train_step(x_host, indices)
                     window_images += len(x_host)
                     if self.step % config["log_every"] == 0 or self.step == self.total_steps():
                         elapsed = time.perf_counter() - window_start
@@ -190,6 +200,8 @@ class Trainer:
                         metrics.flush()
                         progress.update(self.step, record)
                         window_start, window_images = time.perf_counter(), 0
+                    if config["diagnose_every"] and self.step % config["diagnose_every"] == 0:
+                        self._record_latents()
                     if config["checkpoint_every"] and self.step % config["checkpoint_every"] == 0:
                         self._save_now()
                     if self.step >= self.total_steps():
@@ -210,6 +222,14 @@ class Trainer:
         progress.close()
         return self.finish()
 
+    def _record_latents(self, n=1000):
+        """Per-variable Var μ and E σ² on a fixed test subset (latents.jsonl): the
+        evolution plot of Asperti's sparsity post (some variances go to 0, some to 1)."""
+        stats = model_latent_statistics(self.model, self.test_set.images[:n])
+        record = {"step": self.step, "var_mu": stats.var_mu.tolist(), "mean_sigma2": stats.mean_sigma2.tolist()}
+        with open(os.path.join(self.out, "latents.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
     def _save_now(self):
         self.save()
         self._last_saved = self.step
@@ -226,7 +246,10 @@ class Trainer:
                 xb = dataset.images[start:start + batch_size]
                 x = Tensor(backend.to_device(xb))
                 eps = backend.to_device(gen.standard_normal((len(xb), self.model.latent_dim)))
-                _, terms = self.objective.loss(x, self.model(x, eps=eps))
+                extra = {}
+                if self.needs_labels:
+                    extra["labels"] = backend.to_device(dataset.labels[start:start + batch_size])
+                _, terms = self.objective.loss(x, self.model(x, eps=eps), **extra)
                 for k, v in terms.items():
                     if isinstance(v, (int, float)):
                         totals[k] = totals.get(k, 0.0) + float(v) * len(xb)
@@ -259,6 +282,7 @@ class Trainer:
             report["dataset"]["true_factors"] = list(self.train_set.factor_names)
         _atomic_json(os.path.join(self.out, "report.json"), report)
         self.write_images()
+        report["plots"] = write_training_plots(self.out)
         return report
 
 

@@ -178,9 +178,13 @@ def build_objective(name: str, **params) -> Objective:
         name = "elbo"
     if name == "bernoulli":
         name, params = "elbo", {**params, "likelihood": "bernoulli"}
+    if name == "geco":  # constrained optimisation (Rezende & Viola 2018), its own module
+        from .geco import GECO  # noqa: PLC0415
+        return GECO.from_params(**params)
+    params.pop("dataset", None)  # only GECO uses the training set (CLA labels)
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of: "
-                         f"{', '.join(list(OBJECTIVES) + ['beta-vae', 'bernoulli'])}")
+                         f"{', '.join(list(OBJECTIVES) + ['beta-vae', 'bernoulli', 'geco'])}")
     cls = OBJECTIVES[name]
     try:
         return cls(**{k: v for k, v in params.items() if v is not None})
