@@ -9,8 +9,9 @@ original coupled decay, *not* AdamW), step t = 1, 2, ...:
     θ_t = θ_{t-1} − (lr / (1 − β₁ᵗ)) · m_t / (√v_t / √(1 − β₂ᵗ) + ε)
 
 which is PyTorch's placement of ε (outside the bias-corrected root), so the two
-agree to rounding. On NumPy the step is a dozen in-place whole-buffer ufuncs
-with ``out=`` (no temporaries); on CuPy it is one fused elementwise kernel.
+agree to rounding. On NumPy the step is a dozen in-place ufuncs with ``out=``
+(no temporaries) over cache-sized blocks of the flat buffers; on CuPy it is one
+fused elementwise kernel over the whole buffer.
 """
 from __future__ import annotations
 
@@ -84,23 +85,27 @@ class Adam(Optimizer):
         if xp.__name__ == "cupy":
             _cupy_adam_kernel()(g, b1, b2, wd, step_size, bc2_sqrt, eps, p, m, v)
             return
-        if wd != 0.0:
-            d, tmp = self._scratch_buffers(2)
-            xp.multiply(p, wd, out=d)
-            d += g                      # g + λθ, without touching the user's .grad
-            g = d
-        else:
-            (tmp,) = self._scratch_buffers(1)
-        m *= b1
-        xp.multiply(g, 1.0 - b1, out=tmp)
-        m += tmp                        # m = β₁m + (1−β₁)g
-        v *= b2
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1.0 - b2
-        v += tmp                        # v = β₂v + (1−β₂)g²
-        xp.sqrt(v, out=tmp)
-        tmp /= bc2_sqrt
-        tmp += eps                      # denominator √v/√(1−β₂ᵗ) + ε
-        xp.divide(m, tmp, out=tmp)
-        tmp *= step_size
-        p -= tmp
+        for block, tmp, d in self._blocks(2):
+            _adam_block(xp, p[block], g[block], m[block], v[block], tmp, d,
+                        b1, b2, wd, step_size, bc2_sqrt, eps)
+
+
+def _adam_block(xp, p, g, m, v, tmp, d, b1, b2, wd, step_size, bc2_sqrt, eps) -> None:
+    """The Adam update on one block, in place, with ufuncs writing into ``tmp``/``d``."""
+    if wd != 0.0:
+        xp.multiply(p, wd, out=d)
+        d += g                          # g + λθ, without touching the user's .grad
+        g = d
+    m *= b1
+    xp.multiply(g, 1.0 - b1, out=tmp)
+    m += tmp                            # m = β₁m + (1−β₁)g
+    v *= b2
+    xp.multiply(g, g, out=tmp)
+    tmp *= 1.0 - b2
+    v += tmp                            # v = β₂v + (1−β₂)g²
+    xp.sqrt(v, out=tmp)
+    tmp /= bc2_sqrt
+    tmp += eps                          # denominator √v/√(1−β₂ᵗ) + ε
+    xp.divide(m, tmp, out=tmp)
+    tmp *= step_size
+    p -= tmp

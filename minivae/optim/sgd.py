@@ -42,25 +42,31 @@ class SGD(Optimizer):
     def _update(self, p, g) -> None:
         group = self.param_groups[0]
         lr, mu, wd, nesterov = group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]
-        xp = self._xp
-        d, tmp = self._scratch_buffers(2)
-        if wd != 0.0:
-            xp.multiply(p, wd, out=d)
-            d += g                      # g + λθ, without touching the user's .grad
-            g = d
-        direction = g
         buf = self._state.get("momentum_buffer")
-        if buf is not None:
-            if self.t == 1:
-                buf[...] = g            # PyTorch starts the buffer at the first gradient
-            else:
-                buf *= mu
-                buf += g
-            if nesterov:
-                xp.multiply(buf, mu, out=tmp)
-                tmp += g
-                direction = tmp
-            else:
-                direction = buf
-        xp.multiply(direction, lr, out=tmp)
-        p -= tmp
+        first = self.t == 1
+        for block, tmp, d in self._blocks(2):
+            _sgd_block(self._xp, p[block], g[block], None if buf is None else buf[block], tmp, d,
+                       lr, mu, wd, nesterov, first)
+
+
+def _sgd_block(xp, p, g, buf, tmp, d, lr, mu, wd, nesterov, first) -> None:
+    """The SGD update on one block, in place, with ufuncs writing into ``tmp``/``d``."""
+    if wd != 0.0:
+        xp.multiply(p, wd, out=d)
+        d += g                          # g + λθ, without touching the user's .grad
+        g = d
+    direction = g
+    if buf is not None:
+        if first:
+            buf[...] = g                # PyTorch starts the buffer at the first gradient
+        else:
+            buf *= mu
+            buf += g
+        if nesterov:
+            xp.multiply(buf, mu, out=tmp)
+            tmp += g                    # g + μb
+            direction = tmp
+        else:
+            direction = buf
+    xp.multiply(direction, lr, out=tmp)
+    p -= tmp
