@@ -98,3 +98,5 @@ def test_mismatched_or_corrupt_state_is_refused():
         it.load_state_dict({"epoch": 1})
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         BatchIterator(_ids(40), 0)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        BatchIterator(_ids(40), 8, seed=-1)

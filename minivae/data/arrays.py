@@ -67,7 +67,7 @@ def to_images(array, layout: str | None = None, source: str = "array") -> np.nda
         if lo < 0 or hi > 255:
             raise DataError(f"{source}: integer images must lie in [0, 255], found [{lo}, {hi}]")
     out = np.empty(a.shape, dtype=np.float32)
-    np.multiply(a, np.float32(1 / 255), out=out, casting="unsafe")
+    np.divide(a, np.float32(255), out=out, casting="unsafe")    # correctly rounded; 255 -> 1.0
     return out
 
 

@@ -36,6 +36,8 @@ class BatchIterator:
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), bool(shuffle), bool(drop_last)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed, self.return_indices = int(seed), bool(return_indices)
         self.limit = self.n - self.n % self.batch_size if self.drop_last else self.n
         if self.limit == 0:

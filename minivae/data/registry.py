@@ -104,6 +104,8 @@ def load_dataset(name: str = "sprites", split: str = "train", data_dir=None, ima
                 ``test_fraction`` (default 0.1)
     """
     kind = _resolve(name)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"seed must be a non-negative integer, got {seed!r}")
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     unknown = sorted(set(options) - set(_OPTIONS.get(kind, ())))

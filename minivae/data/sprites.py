@@ -151,7 +151,8 @@ def render(factors: np.ndarray, size: int = 28, shapes=DEFAULT_SHAPES) -> np.nda
 
 
 def make_sprites(n: int, size: int = 28, seed: int = 0, shapes=DEFAULT_SHAPES):
-    """``n`` sprites and their factors, a deterministic function of ``seed``.
+    """``n`` sprites and their factors, a deterministic function of ``seed``
+    (a non-negative int, or a sequence of them as ``numpy.random.default_rng`` takes).
 
     Returns ``(images, factors)``: ``(n, 1, size, size)`` float32 in [0, 1] and
     ``(n, 5)`` float32 with columns :data:`FACTOR_NAMES` (shape as an index into
