@@ -1,0 +1,164 @@
+"""Time conv2d / conv_transpose2d forward+backward at conv-VAE shapes, against PyTorch.
+
+Shapes are those of a small conv VAE on 28×28 images (batch 128, kernel 4, stride 2,
+padding 1): the encoder's two strided convolutions and the decoder's two mirrored
+transposed convolutions. The first layer's input is data (no input gradient), as in
+training. Each repeat times minivae and then PyTorch on the same arrays and weights,
+interleaved so that load from other processes hits both alike; the median is reported.
+
+    python benchmarks/bench_conv.py                    # NumPy vs PyTorch CPU
+    python benchmarks/bench_conv.py --backend cupy     # CuPy vs PyTorch CUDA
+
+Prints milliseconds per forward+backward and the ratio minivae / PyTorch (target ≤ 1.5).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from minivae import backend  # noqa: E402
+from minivae.autograd import Tensor  # noqa: E402
+from minivae.ops.conv import conv2d, conv_transpose2d  # noqa: E402
+
+# (label, transposed, in_channels, out_channels, input side, kernel, stride, padding, input needs grad)
+LAYERS = [
+    ("conv   1->32  28x28", False, 1, 32, 28, 4, 2, 1, False),
+    ("conv  32->64  14x14", False, 32, 64, 14, 4, 2, 1, True),
+    ("convT 64->32   7x7 ", True, 64, 32, 7, 4, 2, 1, True),
+    ("convT 32->1   14x14", True, 32, 1, 14, 4, 2, 1, True),
+]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", choices=backend.BACKENDS, default="numpy",
+                   help="minivae backend; PyTorch runs on the CPU for numpy and on CUDA for cupy")
+    p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--repeats", type=int, default=20, help="timed repeats per layer (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed repeats per layer first")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="PyTorch CPU threads (default: the core count; NumPy's BLAS uses its own default)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    return p.parse_args(argv)
+
+
+def _synchronizer(args):
+    """A function that waits for the device, so wall-clock times cover the work itself."""
+    if args.backend == "cupy":
+        import cupy  # noqa: PLC0415  (only for --backend cupy)
+        return cupy.cuda.Device().synchronize
+    return lambda: None
+
+
+def _torch(args):
+    if args.no_torch:
+        return None, None
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        print("(PyTorch not installed: minivae timings only)")
+        return None, None
+    if args.backend == "cupy":
+        if not torch.cuda.is_available():
+            print("(PyTorch has no CUDA here: minivae timings only)")
+            return None, None
+        return torch, "cuda"
+    torch.set_num_threads(args.threads)
+    return torch, "cpu"
+
+
+def _make_layer(spec, batch, dtype, gen):
+    label, transposed, cin, cout, side, k, s, p, input_grad = spec
+    wshape = (cin, cout, k, k) if transposed else (cout, cin, k, k)
+    x = gen.standard_normal((batch, cin, side, side)).astype(dtype)
+    w = (gen.uniform(-1, 1, wshape) / numpy.sqrt(wshape[1] * k * k)).astype(dtype)
+    b = gen.uniform(-0.1, 0.1, cout).astype(dtype)
+    out_side = (side - 1) * s - 2 * p + k if transposed else (side + 2 * p - k) // s + 1
+    g = gen.standard_normal((batch, cout, out_side, out_side)).astype(dtype)
+    return x, w, b, g
+
+
+def _minivae_step(spec, x, w, b, g):
+    _, transposed, *_, k, s, p, input_grad = spec
+    xt = Tensor(backend.to_device(x), requires_grad=input_grad)
+    wt, bt = Tensor(backend.to_device(w), requires_grad=True), Tensor(backend.to_device(b), requires_grad=True)
+    gt = backend.to_device(g)
+    op = conv_transpose2d if transposed else conv2d
+
+    def step():
+        xt.grad = wt.grad = bt.grad = None
+        op(xt, wt, bt, stride=s, padding=p).backward(gt)
+    return step
+
+
+def _torch_step(torch, device, spec, x, w, b, g):
+    _, transposed, *_, k, s, p, input_grad = spec
+    xt = torch.tensor(x, device=device, requires_grad=input_grad)
+    wt = torch.tensor(w, device=device, requires_grad=True)
+    bt = torch.tensor(b, device=device, requires_grad=True)
+    gt = torch.tensor(g, device=device)
+    op = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
+
+    def step():
+        xt.grad = wt.grad = bt.grad = None
+        op(xt, wt, bt, stride=s, padding=p).backward(gt)
+    return step
+
+
+def _time(step, sync):
+    sync()
+    start = time.perf_counter()
+    step()
+    sync()
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    backend.use(args.backend, dtype=args.dtype, seed=0)
+    sync = _synchronizer(args)
+    torch, device = _torch(args)
+    torch_sync = (torch.cuda.synchronize if device == "cuda" else (lambda: None)) if torch else None
+    gen = numpy.random.default_rng(0)
+    print(f"minivae {args.backend} vs PyTorch {device or '-'}: batch {args.batch}, {args.dtype}, "
+          f"forward+backward, median of {args.repeats} (ms); {os.cpu_count()} CPU cores")
+    print(f"{'layer':22s} {'minivae':>9s} {'torch':>9s} {'ratio':>7s}")
+    totals = [0.0, 0.0]
+    for spec in LAYERS:
+        arrays = _make_layer(spec, args.batch, numpy.dtype(args.dtype), gen)
+        ours = _minivae_step(spec, *arrays)
+        ref = _torch_step(torch, device, spec, *arrays) if torch else None
+        for _ in range(args.warmup):
+            ours()
+            if ref:
+                ref()
+        t_ours, t_ref = [], []
+        for _ in range(args.repeats):   # interleaved: background load hits both alike
+            t_ours.append(_time(ours, sync))
+            if ref:
+                t_ref.append(_time(ref, torch_sync))
+        m_ours = 1e3 * statistics.median(t_ours)
+        totals[0] += m_ours
+        if ref:
+            m_ref = 1e3 * statistics.median(t_ref)
+            totals[1] += m_ref
+            print(f"{spec[0]:22s} {m_ours:9.2f} {m_ref:9.2f} {m_ours / m_ref:7.2f}")
+        else:
+            print(f"{spec[0]:22s} {m_ours:9.2f} {'-':>9s} {'-':>7s}")
+    if torch:
+        print(f"{'total':22s} {totals[0]:9.2f} {totals[1]:9.2f} {totals[0] / totals[1]:7.2f}")
+    else:
+        print(f"{'total':22s} {totals[0]:9.2f}")
+
+
+if __name__ == "__main__":
+    main()
