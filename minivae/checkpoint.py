@@ -136,7 +136,7 @@ def _host_array(what, value) -> numpy.ndarray:
     array = backend.to_host(value)
     if array.dtype.hasobject:
         raise CheckpointError(f"{what} is an object array; checkpoints hold numeric arrays only")
-    return numpy.ascontiguousarray(array)
+    return array  # (not ascontiguousarray: it would turn a 0-d γ into shape (1,))
 
 
 def _split_arrays(tree, path, arrays):
