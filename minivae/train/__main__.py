@@ -53,6 +53,7 @@ def _resume_config(config, args):
         saved = json.load(f)
     saved.update({k: v for k, v in args.items() if k in saved})
     saved["out"] = config["out"]
+    saved["max_steps"] = args.get("max_steps")  # a stop for one invocation, not part of the run
     return resolve_saved(saved)
 
 

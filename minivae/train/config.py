@@ -162,7 +162,22 @@ def _int_list(value, key):
         raise ConfigError(f"{key} must be comma-separated integers, got {value!r}") from None
 
 
+def _coerce(config):
+    """Config files may give numbers as strings; make every typed key its type."""
+    for keys, kind in ((INT_KEYS, int), (FLOAT_KEYS, float), (BOOL_KEYS, _parse_bool)):
+        for key in keys:
+            value = config.get(key)
+            if value is None or (kind is not _parse_bool and isinstance(value, kind) and not isinstance(value, bool)):
+                continue
+            try:
+                config[key] = kind(value)
+            except (TypeError, ValueError, argparse.ArgumentTypeError):
+                raise ConfigError(f"{key} must be {'an integer' if kind is int else 'a number' if kind is float else 'true or false'}, "
+                                  f"got {value!r}") from None
+
+
 def validate(config: dict) -> dict:
+    _coerce(config)
     for key in INT_KEYS:
         if config.get(key) is not None and int(config[key]) < (0 if key in ("seed", "checkpoint_every",
                                                                              "diagnose_every") else 1):

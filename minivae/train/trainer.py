@@ -114,13 +114,13 @@ class Trainer:
         os.makedirs(self.out, exist_ok=True)
 
     def _restore(self):
-        ckpt = load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
-        saved = dict(ckpt.config)
+        saved = dict(load_checkpoint(self.checkpoint_path).config)  # compare before touching the model
         differs = sorted(k for k in saved if k not in EXTENDABLE and saved.get(k) != self.config.get(k))
         if differs:
             detail = ", ".join(f"{k}: run has {saved[k]!r}, now {self.config.get(k)!r}" for k in differs)
             raise TrainingError(f"--resume: the folder {self.out!r} holds a different run ({detail}); "
                                 "resume with the same settings or choose another --out")
+        ckpt = load_checkpoint(self.checkpoint_path, self.model, self.optimizer)
         self.objective.load_state_dict(ckpt.objective_state or {})
         extra = ckpt.extra_json or {}
         self.batches.load_state_dict(extra["batches"])
