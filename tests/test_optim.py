@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from minivae import Tensor, backend, nn, ops, optim
+from minivae import Tensor, backend, nn, ops
 from minivae.optim import SGD, Adam, clip_grad_norm_
 
 

@@ -4,7 +4,8 @@ At construction the parameters are copied into a single 1-D array and each
 ``p.data`` is rebound to a reshaped *view* of it; likewise every ``p.grad`` is a
 view of one flat gradient buffer, so the autograd's in-place ``grad += g``
 (:func:`minivae.autograd._accumulate_leaf`) lands directly in it. A step is then
-a handful of whole-buffer array operations instead of a Python loop over
+a handful of in-place array operations over the flat buffers (NumPy: on
+cache-sized blocks; CuPy: one fused kernel) instead of a Python loop over
 tensors -- the design card's "keep every parameter in one contiguous buffer"
 (design.md, "Performance targets").
 
@@ -36,8 +37,10 @@ CPU_BLOCK = 1 << 16
 class Optimizer:
     """Base class: flat parameter/gradient buffers, ``zero_grad``, ``state_dict``.
 
-    Subclasses define ``_defaults`` (hyperparameter names), ``_state_names`` (the
-    flat state buffers, e.g. ``("m", "v")``) and ``_update(params, grads)``.
+    Subclasses pass their hyperparameters (the one ``param_groups[0]`` dict) to
+    ``__init__``, name their flat state buffers in ``_state_names`` (e.g.
+    ``("m", "v")``, allocated as zeros) and implement ``_update(flat_params,
+    flat_grads)``, called by :meth:`step` after ``t`` was incremented.
     """
 
     _state_names: tuple = ()
