@@ -55,8 +55,12 @@ def write_png(path, image) -> None:
     atomic_write_bytes(path, encode_png(image))
 
 
-def save_grid(path, images, nrow: int | None = None) -> None:
-    write_png(path, image_grid(images, nrow))
+def save_grid(path, images, nrow: int | None = None, scale: int = 1) -> None:
+    """Write a grid of (N, C, H, W) images; ``scale`` > 1 enlarges pixels (nearest) for viewing."""
+    grid = image_grid(images, nrow)
+    if scale > 1:
+        grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
+    write_png(path, grid)
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

@@ -267,9 +267,11 @@ class Trainer:
             mu, _ = self.model.encode(Tensor(backend.to_device(real)))
             recon = backend.to_host(self.model.decode(mu).data)
         self.model.train()
-        save_grid(os.path.join(self.out, "samples.png"), numpy.clip(samples, 0, 1))
-        pairs = numpy.stack([real, numpy.clip(recon, 0, 1)], axis=1).reshape((-1,) + real.shape[1:])
-        save_grid(os.path.join(self.out, "reconstructions.png"), pairs, nrow=16)
+        save_grid(os.path.join(self.out, "samples.png"), numpy.clip(samples, 0, 1), scale=2)
+        # rows of 16 originals, each followed by the row of their reconstructions
+        recon = numpy.clip(recon, 0, 1)
+        rows = [part for i in range(0, len(real), 16) for part in (real[i:i + 16], recon[i:i + 16])]
+        save_grid(os.path.join(self.out, "reconstructions.png"), numpy.concatenate(rows), nrow=16, scale=2)
 
     def finish(self):
         test_terms = self.evaluate(self.test_set)
