@@ -8,11 +8,13 @@ autograd layer below cannot import the ops itself).
 from ..autograd import Tensor
 from .activation import elu, leaky_relu, log_sigmoid, relu, sigmoid, softplus, tanh
 from .elementwise import abs, add, clip, div, exp, log, mul, neg, pow, sqrt, square, sub, where  # noqa: A004
+from .batchnorm import batch_norm
+from .conv import conv2d, conv_transpose2d
 from .linalg import linear, matmul
 from .reduce import logsumexp, max, mean, sum  # noqa: A004
 from .shape import concatenate, flatten, getitem, reshape, transpose
 
-__all__ = ["abs", "add", "clip", "concatenate", "div", "elu", "exp", "flatten", "getitem",
+__all__ = ["abs", "add", "batch_norm", "clip", "concatenate", "conv2d", "conv_transpose2d", "div", "elu", "exp", "flatten", "getitem",
            "leaky_relu", "linear", "log", "log_sigmoid", "logsumexp", "matmul", "max", "mean",
            "mul", "neg", "pow", "relu", "reshape", "sigmoid", "softplus", "sqrt", "square", "sub",
            "sum", "tanh", "transpose", "where"]
