@@ -6,6 +6,15 @@ transposed convolutions. The first layer's input is data (no input gradient), as
 training. Each repeat times minivae and then PyTorch on the same arrays and weights,
 interleaved so that load from other processes hits both alike; the median is reported.
 
+Memory layouts: minivae's convolutions hand out channels-last arrays (NCHW-shaped
+views), so in a minivae VAE the input of the second conv and of the second transposed
+conv (a ReLU of the previous conv's output) and the output gradients of the first
+conv and first transposed conv (a ReLU-masked input gradient of the next layer) are
+channels-last in memory; the others are plain NCHW (data, a reshape of a Linear's
+output, a flatten's gradient). By default each layer gets the layouts it would get
+in that model; ``--nchw`` feeds every array as plain NCHW (the pessimistic case).
+PyTorch always gets contiguous NCHW tensors, its native layout.
+
     python benchmarks/bench_conv.py                    # NumPy vs PyTorch CPU
     python benchmarks/bench_conv.py --backend cupy     # CuPy vs PyTorch CUDA
 
@@ -27,12 +36,13 @@ from minivae import backend  # noqa: E402
 from minivae.autograd import Tensor  # noqa: E402
 from minivae.ops.conv import conv2d, conv_transpose2d  # noqa: E402
 
-# (label, transposed, in_channels, out_channels, input side, kernel, stride, padding, input needs grad)
+# (label, transposed, in_channels, out_channels, input side, kernel, stride, padding,
+#  input needs grad, input channels-last, output gradient channels-last)
 LAYERS = [
-    ("conv   1->32  28x28", False, 1, 32, 28, 4, 2, 1, False),
-    ("conv  32->64  14x14", False, 32, 64, 14, 4, 2, 1, True),
-    ("convT 64->32   7x7 ", True, 64, 32, 7, 4, 2, 1, True),
-    ("convT 32->1   14x14", True, 32, 1, 14, 4, 2, 1, True),
+    ("conv   1->32  28x28", False, 1, 32, 28, 4, 2, 1, False, False, True),
+    ("conv  32->64  14x14", False, 32, 64, 14, 4, 2, 1, True, True, False),
+    ("convT 64->32   7x7 ", True, 64, 32, 7, 4, 2, 1, True, False, True),
+    ("convT 32->1   14x14", True, 32, 1, 14, 4, 2, 1, True, True, False),
 ]
 
 
@@ -48,6 +58,13 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="PyTorch CPU threads (default: the core count; NumPy's BLAS uses its own default)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--nchw", action="store_true",
+                   help="give minivae plain NCHW inputs and gradients everywhere (default: the "
+                        "layouts its own neighbouring layers produce, see above)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time with the process's CPU time instead of wall-clock time: steadier on a "
+                        "shared machine, but meaningful only single-threaded (OPENBLAS_NUM_THREADS=1 "
+                        "--threads 1) and on the CPU")
     return p.parse_args(argv)
 
 
@@ -76,8 +93,13 @@ def _torch(args):
     return torch, "cpu"
 
 
+def _channels_last(a, yes):
+    """The same values as an NCHW-shaped view of a channels-last array (or ``a`` itself)."""
+    return numpy.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) if yes else a
+
+
 def _make_layer(spec, batch, dtype, gen):
-    label, transposed, cin, cout, side, k, s, p, input_grad = spec
+    label, transposed, cin, cout, side, k, s, p, *_ = spec
     wshape = (cin, cout, k, k) if transposed else (cout, cin, k, k)
     x = gen.standard_normal((batch, cin, side, side)).astype(dtype)
     w = (gen.uniform(-1, 1, wshape) / numpy.sqrt(wshape[1] * k * k)).astype(dtype)
@@ -87,11 +109,11 @@ def _make_layer(spec, batch, dtype, gen):
     return x, w, b, g
 
 
-def _minivae_step(spec, x, w, b, g):
-    _, transposed, *_, k, s, p, input_grad = spec
-    xt = Tensor(backend.to_device(x), requires_grad=input_grad)
+def _minivae_step(spec, x, w, b, g, nchw):
+    _, transposed, *_, k, s, p, input_grad, x_last, g_last = spec
+    xt = Tensor(backend.to_device(_channels_last(x, x_last and not nchw)), requires_grad=input_grad)
     wt, bt = Tensor(backend.to_device(w), requires_grad=True), Tensor(backend.to_device(b), requires_grad=True)
-    gt = backend.to_device(g)
+    gt = backend.to_device(_channels_last(g, g_last and not nchw))
     op = conv_transpose2d if transposed else conv2d
 
     def step():
@@ -101,7 +123,7 @@ def _minivae_step(spec, x, w, b, g):
 
 
 def _torch_step(torch, device, spec, x, w, b, g):
-    _, transposed, *_, k, s, p, input_grad = spec
+    _, transposed, *_, k, s, p, input_grad, _, _ = spec
     xt = torch.tensor(x, device=device, requires_grad=input_grad)
     wt = torch.tensor(w, device=device, requires_grad=True)
     bt = torch.tensor(b, device=device, requires_grad=True)
@@ -114,28 +136,32 @@ def _torch_step(torch, device, spec, x, w, b, g):
     return step
 
 
-def _time(step, sync):
+def _time(step, sync, clock=time.perf_counter):
     sync()
-    start = time.perf_counter()
+    start = clock()
     step()
     sync()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.cpu_time and args.backend != "numpy":
+        sys.exit("--cpu-time measures CPU work; use wall-clock time (the default) with --backend cupy")
+    clock = time.process_time if args.cpu_time else time.perf_counter
     backend.use(args.backend, dtype=args.dtype, seed=0)
     sync = _synchronizer(args)
     torch, device = _torch(args)
     torch_sync = (torch.cuda.synchronize if device == "cuda" else (lambda: None)) if torch else None
     gen = numpy.random.default_rng(0)
     print(f"minivae {args.backend} vs PyTorch {device or '-'}: batch {args.batch}, {args.dtype}, "
-          f"forward+backward, median of {args.repeats} (ms); {os.cpu_count()} CPU cores")
+          f"forward+backward, median of {args.repeats} (ms, {'CPU' if args.cpu_time else 'wall'} time); "
+          f"{os.cpu_count()} CPU cores")
     print(f"{'layer':22s} {'minivae':>9s} {'torch':>9s} {'ratio':>7s}")
     totals = [0.0, 0.0]
     for spec in LAYERS:
         arrays = _make_layer(spec, args.batch, numpy.dtype(args.dtype), gen)
-        ours = _minivae_step(spec, *arrays)
+        ours = _minivae_step(spec, *arrays, nchw=args.nchw)
         ref = _torch_step(torch, device, spec, *arrays) if torch else None
         for _ in range(args.warmup):
             ours()
@@ -143,9 +169,9 @@ def main(argv=None):
                 ref()
         t_ours, t_ref = [], []
         for _ in range(args.repeats):   # interleaved: background load hits both alike
-            t_ours.append(_time(ours, sync))
+            t_ours.append(_time(ours, sync, clock))
             if ref:
-                t_ref.append(_time(ref, torch_sync))
+                t_ref.append(_time(ref, torch_sync, clock))
         m_ours = 1e3 * statistics.median(t_ours)
         totals[0] += m_ours
         if ref:

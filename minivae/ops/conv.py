@@ -12,7 +12,8 @@ document processing"; Chainer's ``im2col``/``col2im``):
   (N·OH·OW, kh·kw·C) with a single ``as_strided`` view of the padded input and one
   contiguous copy, so conv2d is ``col @ Wᵀ``.
 * ``_col2im`` is its exact adjoint: a loop over the kh·kw kernel offsets adding
-  strided slices into a zero buffer (plain slicing: runs unchanged on CuPy, any dtype).
+  strided slices into a zero buffer (plain slicing: runs unchanged on CuPy, any dtype;
+  offsets are added s×s at a time, see there).
 
 Memory layout. Activations are produced *channels-last* in memory (N, H, W, C) and
 handed out as the NCHW-shaped transposed view. That is the layout the GEMM writes
@@ -94,18 +95,29 @@ def _im2col(x, kh, kw, stride, padding, oh, ow):
 def _col2im(col, n, h, w, c, kh, kw, stride, padding, oh, ow):
     """Adjoint of :func:`_im2col`: scatter-add (N·OH·OW, kh·kw·C) rows into an NCHW image.
 
+    Kernel offset (i, j) adds its block into rows s·a + i, columns s·b + j. Viewing
+    the padded image as (N, H/s, s, W/s, s, C), offsets i = s·t + r with the same t
+    land on consecutive rows r of one slice, so the s×s offsets of a group are added
+    in one pass whose contiguous runs are s·C long instead of C (NumPy's cost is per
+    run). Offset-major columns (few channels) are added one offset at a time.
     Returns the NCHW-shaped view of a channels-last (N, H, W, C) array.
     """
     xp = _xp(col)
     (sh, sw), (ph, pw) = stride, padding
-    out = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=col.dtype)
+    hq = max(-(-(h + 2 * ph) // sh), (kh - 1) // sh + oh)   # phase-grid rows (ceil)
+    wq = max(-(-(w + 2 * pw) // sw), (kw - 1) // sw + ow)
+    out = xp.zeros((n, hq * sh, wq * sw, c), dtype=col.dtype)
+    grid = out.reshape(n, hq, sh, wq, sw, c)
     if col.T.flags.c_contiguous and not col.flags.c_contiguous:   # offset-major columns
-        col6 = col.T.reshape(kh, kw, c, n, oh, ow).transpose(3, 4, 5, 0, 1, 2)
+        col6, (gh, gw) = col.T.reshape(kh, kw, c, n, oh, ow).transpose(3, 4, 5, 0, 1, 2), (1, 1)
     else:
-        col6 = col.reshape(n, oh, ow, kh, kw, c)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, i:i + sh * oh:sh, j:j + sw * ow:sw] += col6[:, :, :, i, j]
+        col6, (gh, gw) = col.reshape(n, oh, ow, kh, kw, c), (sh, sw)
+    for i in range(0, kh, gh):
+        (ti, ri), rn = divmod(i, sh), min(gh, kh - i)
+        for j in range(0, kw, gw):
+            (tj, rj), cn = divmod(j, sw), min(gw, kw - j)
+            block = col6[:, :, :, i:i + rn, j:j + cn].transpose(0, 1, 3, 2, 4, 5)   # (n, a, r, b, r', c)
+            grid[:, ti:ti + oh, ri:ri + rn, tj:tj + ow, rj:rj + cn] += block
     return out[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
 
 
