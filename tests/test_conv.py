@@ -152,6 +152,27 @@ def test_non_contiguous_inputs(xp):
     gradcheck.check(lambda x, w: conv2d(x, w, stride=2), [x, w_view], mode="directional")
 
 
+def test_flipped_input_and_broadcast_gradient(xp):
+    """Negative strides (a flipped view) and a zero-stride upstream gradient (from sum())."""
+    x = gradcheck.random_input((2, 3, 6, 5), seed=22)
+    w = gradcheck.random_input((3, 4, 3, 3), seed=23)
+    flipped = Tensor(x.data[:, :, ::-1, ::-1], requires_grad=True)
+    for padding in (0, 1):
+        expected = _direct_conv2d(flipped.numpy(), w.numpy().transpose(1, 0, 2, 3), numpy.zeros(4), 1, padding)
+        numpy.testing.assert_allclose(conv2d(flipped, Tensor(w.data.transpose(1, 0, 2, 3)), padding=padding).numpy(),
+                                      expected, atol=1e-12)
+    for op, args in [(conv2d, dict(stride=2, padding=1)), (conv_transpose2d, dict(stride=2))]:
+        weight = Tensor(w.data.transpose(1, 0, 2, 3).copy(), requires_grad=True) if op is conv2d else w
+        y = op(x, weight, **args)
+        y.sum().backward()   # the sum's vjp hands back a broadcast (zero-stride) array
+        gx, gw = x.grad.copy(), weight.grad.copy()
+        x.grad = weight.grad = None
+        op(x, weight, **args).backward(backend.xp().ones(y.shape))
+        numpy.testing.assert_allclose(backend.to_host(gx), backend.to_host(x.grad), atol=1e-12)
+        numpy.testing.assert_allclose(backend.to_host(gw), backend.to_host(weight.grad), atol=1e-12)
+        x.grad = None
+
+
 def test_float32_stays_float32():
     gen = numpy.random.default_rng(19)
     x = Tensor(gen.standard_normal((2, 3, 8, 8)).astype(numpy.float32), requires_grad=True)
