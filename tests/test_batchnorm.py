@@ -75,6 +75,31 @@ def test_gradcheck_train(xp, shape):
     gradcheck.check(lambda x: batch_norm(x, None, None, None, None, training=True), [x], mode="directional")
 
 
+def _channels_last(t):
+    """The same values as an NCHW-shaped view of channels-last memory (what convs produce)."""
+    a = t.data
+    axes = (0,) + tuple(range(2, a.ndim)) + (1,)
+    back = (0, a.ndim - 1) + tuple(range(1, a.ndim - 1))
+    return Tensor(a.transpose(axes).copy().transpose(back), requires_grad=t.requires_grad)
+
+
+@pytest.mark.parametrize("shape", [(4, 2, 5), (3, 2, 3, 4)])
+def test_channels_last_inputs(xp, shape):
+    """Channels-last memory takes the (rows, C) path: same values, gradients and layout."""
+    x = gradcheck.random_input(shape, seed=16)
+    xl = _channels_last(x)
+    assert not xl.data.flags.c_contiguous
+    w, b = gradcheck.random_input((2,), seed=17), gradcheck.random_input((2,), seed=18)
+    y, yl = batch_norm(x, w, b, None, None, True), batch_norm(xl, w, b, None, None, True)
+    numpy.testing.assert_allclose(yl.numpy(), y.numpy(), rtol=1e-12, atol=1e-12)
+    assert yl.data.strides == xl.data.strides   # the layout is kept for the next layer
+    gradcheck.check(lambda x, w, b: batch_norm(x, w, b, None, None, training=True), [xl, w, b],
+                    mode="directional", n_directions=3)
+    rm, rv = (backend.to_device(numpy.full(2, v), numpy.float64) for v in (0.3, 1.7))
+    gradcheck.check(lambda x, w, b: batch_norm(x, w, b, rm, rv, training=False), [xl, w, b],
+                    mode="directional", n_directions=2)
+
+
 def test_full_jacobian_train_tiny(xp):
     x = gradcheck.random_input((4, 2), seed=5)
     w, b = gradcheck.random_input((2,), seed=6), gradcheck.random_input((2,), seed=7)

@@ -21,18 +21,54 @@ from ..backend import get_array_module as _xp
 from ._checks import check_same_dtype
 
 
-def _stat_axes(op, x, num_features):
+def _check_input(op, x, num_features):
     if x.ndim not in (2, 3, 4):
         raise ValueError(f"{op}: expected input of shape (N, C), (N, C, L) or (N, C, H, W), got {tuple(x.shape)}")
     if num_features is not None and x.shape[1] != num_features:
         raise ValueError(f"{op}: input of shape {tuple(x.shape)} has {x.shape[1]} channels but the "
                          f"parameters/statistics have shape ({num_features},)")
-    return (0,) + tuple(range(2, x.ndim))
 
 
-def _per_channel(v, ndim):
-    """A (C,) vector shaped to broadcast along axis 1 of an ndim-D input."""
-    return v.reshape((1, -1) + (1,) * (ndim - 2))
+class _Layout:
+    """Views an (N, C, ...) array as (rows, C, cols) so per-channel sums are fast.
+
+    Channels-last memory (what the convolutions produce) becomes (N·H·W, C, 1), whose
+    channel sums are one GEMV; anything else becomes (N, C, H·W). The same layout is
+    used for the gradient (a copy only if the gradient's memory order differs).
+    """
+
+    def __init__(self, x):
+        self.shape = x.shape
+        last = _xp(x).moveaxis(x, 1, -1) if x.ndim > 2 else None
+        self.channels_last = last is not None and last.flags.c_contiguous and not x.flags.c_contiguous
+
+    def to3(self, a):
+        n, c = self.shape[:2]
+        if a.ndim == 2:
+            return a[:, :, None]
+        if self.channels_last:
+            return _xp(a).moveaxis(a, 1, -1).reshape(-1, c, 1)
+        return a.reshape(n, c, -1)
+
+    def from3(self, a3):
+        if len(self.shape) == 2:
+            return a3[:, :, 0]
+        if self.channels_last:
+            n, c, *spatial = self.shape
+            return _xp(a3).moveaxis(a3.reshape(n, *spatial, c), -1, 1)
+        return a3.reshape(self.shape)
+
+
+def _channel_sums(a3):
+    """Σ over axes 0 and 2 of a (rows, C, cols) array."""
+    if a3.shape[2] == 1:
+        return _xp(a3).ones(a3.shape[0], dtype=a3.dtype) @ a3[:, :, 0]
+    return a3.sum(axis=(0, 2))
+
+
+def _bcast(v):
+    """A (C,) vector shaped (1, C, 1) to broadcast against a (rows, C, cols) array."""
+    return v.reshape(1, -1, 1)
 
 
 class BatchNorm(Function):
@@ -46,51 +82,51 @@ class BatchNorm(Function):
         if len(channels) > 1 or any(len(s) != 1 for s in channels):
             raise ValueError(f"{op}: weight, bias, running_mean and running_var must all have shape (C,), "
                              f"got shapes {sorted(channels)}")
-        axes = _stat_axes(op, x, next(iter(channels))[0] if channels else None)
+        _check_input(op, x, next(iter(channels))[0] if channels else None)
+        layout = _Layout(x)
+        x3 = layout.to3(x)
         count = x.size // x.shape[1]
         batch_stats = training or running_mean is None
         if batch_stats:
             if count < 2:
                 raise ValueError(f"{op}: training needs more than one value per channel, got input of "
                                  f"shape {tuple(x.shape)} (use a larger batch, or eval mode)")
-            mean = x.mean(axis=axes)
-            centred = x - _per_channel(mean, x.ndim)
-            var = (centred * centred).mean(axis=axes)
+            mean = _channel_sums(x3) / count
+            centred = x3 - _bcast(mean)
+            var = _channel_sums(centred * centred) / count   # two passes: no cancellation
         else:
             mean = running_mean.astype(x.dtype, copy=False)
             var = running_var.astype(x.dtype, copy=False)
-            centred = x - _per_channel(mean, x.ndim)
+            centred = x3 - _bcast(mean)
         inv_std = 1.0 / _xp(x).sqrt(var + eps)
         xhat = centred
-        xhat *= _per_channel(inv_std, x.ndim)   # in place: centred is a fresh array
+        xhat *= _bcast(inv_std)   # in place: centred is a fresh array
         if training and running_mean is not None:   # in place: the module's buffers
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
             running_var *= 1.0 - momentum
             running_var += (momentum * count / (count - 1)) * var
-        scale = inv_std if weight is None else weight * inv_std
-        self.xhat, self.scale, self.count, self.batch_stats = xhat, scale, count, batch_stats
-        self.axes, self.affine = axes, weight is not None
-        out = xhat * _per_channel(weight, x.ndim) if weight is not None else xhat.copy()
+        self.xhat, self.layout, self.count, self.batch_stats = xhat, layout, count, batch_stats
+        self.scale = inv_std if weight is None else weight * inv_std
+        out = xhat * _bcast(weight) if weight is not None else xhat.copy()
         if bias is not None:
-            out += _per_channel(bias, x.ndim)
-        return out
+            out += _bcast(bias)
+        return layout.from3(out)
 
     def backward(self, g):
-        nd, xhat = g.ndim, self.xhat
-        g_sum = g.sum(axis=self.axes)
-        gx_sum = (g * xhat).sum(axis=self.axes)
-        if self.batch_stats:
-            gx = g - _per_channel(g_sum / self.count, nd)
-            gx -= xhat * _per_channel(gx_sum / self.count, nd)
-            gx *= _per_channel(self.scale, nd)
+        g3, xhat = self.layout.to3(g), self.xhat
+        g_sum = _channel_sums(g3)
+        gx_sum = _channel_sums(g3 * xhat)
+        if self.batch_stats:   # γ/σ · (g − Σg/M − x̂ Σ(g x̂)/M), built in one buffer
+            gx = xhat * _bcast(-gx_sum / self.count)
+            gx += g3
+            gx -= _bcast(g_sum / self.count)
+            gx *= _bcast(self.scale)
         else:
-            gx = g * _per_channel(self.scale, nd)
-        grads = (gx,)
+            gx = g3 * _bcast(self.scale)
+        grads = (self.layout.from3(gx),)
         if len(self.parents) > 1:
-            grads += (gx_sum,)
-        if len(self.parents) > 2:
-            grads += (g_sum,)
+            grads += (gx_sum, g_sum)
         return grads
 
 
