@@ -173,6 +173,24 @@ def test_flipped_input_and_broadcast_gradient(xp):
         x.grad = None
 
 
+def test_encoder_decoder_chain_gradcheck(xp):
+    """conv → ReLU → reshape → matmul → reshape → transposed conv: channels-last outputs
+    flow through the other ops (and their gradients back) correctly."""
+    from minivae import ops
+    x = gradcheck.random_input((2, 1, 8, 8), seed=24)
+    w1, b1 = gradcheck.random_input((3, 1, 4, 4), seed=25), gradcheck.random_input((3,), seed=26)
+    w2 = gradcheck.random_input((3, 2, 4, 4), seed=27)
+    lin = gradcheck.random_input((48, 48), seed=28)
+
+    def chain(x, w1, b1, w2, lin):
+        h = ops.relu(conv2d(x, w1, b1, stride=2, padding=1))          # (2, 3, 4, 4), channels-last
+        z = ops.reshape(ops.matmul(ops.reshape(h, (2, 48)), lin), (2, 3, 4, 4))
+        return conv_transpose2d(ops.relu(z) + h, w2, stride=2, padding=1)
+
+    assert chain(x, w1, b1, w2, lin).shape == (2, 2, 8, 8)
+    gradcheck.check(chain, [x, w1, b1, w2, lin], mode="directional", n_directions=3)
+
+
 def test_float32_stays_float32():
     gen = numpy.random.default_rng(19)
     x = Tensor(gen.standard_normal((2, 3, 8, 8)).astype(numpy.float32), requires_grad=True)
