@@ -1,0 +1,247 @@
+"""GECO: constrained optimisation of a VAE (Rezende & Viola 2018, "Taming VAEs", §3.4,
+Algorithm 1; math.md §3).
+
+Minimise E[KL] subject to E[C_j(x, x̂)] ≤ 0 for each constraint j, with Lagrange
+multipliers λ_j ≥ 0 (a vector λ when several constraints are given, the paper's
+Lagrangian L = KL + λᵀC):
+
+    t = 0:  λ = λ₀;  C_ma = C_batch
+    t > 0:  C_ma = α · C_ma + (1 − α) · C_batch
+    C_t = C_batch + stop_gradient(C_ma − C_batch)     value C_ma, gradient of C_batch
+    loss = KL + Σ_j λ_j · C_t,j     (gradient step with λ_{t−1})
+    then   log λ ← clip(log λ + η · C_ma / s,  log λ_min, log λ_max)
+
+λ lives in log space, so it can neither overflow nor turn negative; C_ma, log λ and
+the step counter are the objective's state (saved in checkpoints, restored on
+--resume, so a resumed run follows the same dual trajectory). ``loss`` never changes
+the state (the test-set evaluation calls it too): ``after_step`` commits the moving
+average from the logged C_batch, then moves λ.
+
+Logged terms: ``kl``, ``c_batch``, ``c_ma``, ``lambda`` (lists with several
+constraints), ``loss``, ``rec`` = ‖x − x̂‖² per example (the paper's RE quantity),
+``mse`` = rec / D, and ``nll`` = −log N(x; x̂, γ*I) at the maximum-likelihood decoder
+variance γ* = mse (math.md §2.3), a reconstruction NLL independent of λ that places
+GECO and β-VAE runs on the same information plane; ``gamma`` = that γ*.
+Relation to β-VAE (math.md §3): with RE, λ = D/(2βγ) -- GECO is a β-VAE whose β/γ is
+tuned on line to meet the tolerance.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy
+
+from .. import ops
+from ..autograd import Tensor
+from .constraints import CONSTRAINTS, Constraint
+from .distributions import kl_diag_gaussian, squared_error
+from .objectives import Objective, _mean_item
+
+DEFAULT_ALPHA, DEFAULT_ETA = 0.99, 0.01
+DEFAULT_LAMBDA_INIT, DEFAULT_LAMBDA_MIN, DEFAULT_LAMBDA_MAX = 1.0, 1e-6, 1e6
+CLASSIFIER_DIR = os.path.join("runs", "classifier-{dataset}")
+
+
+def moving_average_estimate(c_batch: Tensor, c_ma: float) -> Tensor:
+    """C_t = C_batch + stop_gradient(C_ma − C_batch): the value of C_ma, the gradient of C_batch."""
+    return c_batch + (float(c_ma) - float(c_batch.data))
+
+
+def update_log_lambda(log_lambda, c_ma, eta, scale, log_min, log_max):
+    """log λ ← clip(log λ + η · C_ma / s, log λ_min, log λ_max)  (math.md §3)."""
+    with numpy.errstate(over="ignore"):   # a huge violation gives ±inf, which the clip bounds
+        step = eta * numpy.asarray(c_ma, dtype=numpy.float64) / numpy.asarray(scale, dtype=numpy.float64)
+    return numpy.clip(numpy.asarray(log_lambda, dtype=numpy.float64) + step, log_min, log_max)
+
+
+class GECO(Objective):
+    """The GECO Lagrangian for one or more :class:`~minivae.vae.constraints.Constraint`."""
+
+    name = "geco"
+
+    def __init__(self, constraints, alpha=DEFAULT_ALPHA, eta=DEFAULT_ETA, scale=None,
+                 lambda_init=DEFAULT_LAMBDA_INIT, lambda_min=DEFAULT_LAMBDA_MIN, lambda_max=DEFAULT_LAMBDA_MAX):
+        constraints = [constraints] if isinstance(constraints, Constraint) else list(constraints)
+        if not constraints or not all(isinstance(c, Constraint) for c in constraints):
+            raise ValueError("GECO needs at least one constraint (re, fre, pncc or cla)")
+        n = len(constraints)
+        if not 0.0 <= float(alpha) < 1.0:
+            raise ValueError(f"geco: the moving-average factor alpha must lie in [0, 1), got {alpha}")
+        if not (float(eta) > 0 and math.isfinite(float(eta))):
+            raise ValueError(f"geco: the dual step eta must be positive, got {eta}")
+        if not 0 < float(lambda_min) <= float(lambda_init) <= float(lambda_max) < math.inf:
+            raise ValueError(f"geco: need 0 < lambda_min <= lambda_init <= lambda_max < inf, got "
+                             f"lambda_min={lambda_min}, lambda_init={lambda_init}, lambda_max={lambda_max}")
+        if scale is None:
+            scale = [c.default_scale for c in constraints]
+        scale = [float(s) for s in (scale if isinstance(scale, (list, tuple)) else [scale] * n)]
+        if len(scale) != n or not all(s > 0 and math.isfinite(s) for s in scale):
+            raise ValueError(f"geco: the normaliser s (--geco-scale) must be one positive number or one per "
+                             f"constraint ({n}), got {scale}")
+        self.constraints = constraints
+        self.alpha, self.eta = float(alpha), float(eta)
+        self.scale = numpy.array(scale, dtype=numpy.float64)
+        self.lambda_init = float(lambda_init)
+        self.log_min, self.log_max = math.log(float(lambda_min)), math.log(float(lambda_max))
+        self.log_lambda = numpy.full(n, math.log(self.lambda_init))
+        self.c_ma = numpy.zeros(n)
+        self.step = 0
+
+    # -- construction from the command line -------------------------------------------
+    @classmethod
+    def from_params(cls, constraint="re", kappa=None, geco_alpha=None, geco_eta=None, geco_scale=None,
+                    lambda_init=None, lambda_min=None, lambda_max=None, classifier=None, dataset=None,
+                    **unused):
+        """Build from the training config's keys (``--constraint re,pncc --kappa 0.1,0.9 ...``).
+
+        ``dataset`` (the training set) is needed only by CLA: its labels, its name (the
+        default classifier folder ``runs/classifier-<dataset>``) and its image shape.
+        """
+        unused = sorted(k for k, v in unused.items() if v is not None)
+        if unused:
+            flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+            raise ValueError(f"objective 'geco' does not use {flags}: its reconstruction term is set by "
+                             "--constraint and --kappa (λ is tuned on line)")
+        names = _split(constraint if constraint is not None else "re", "constraint")
+        unknown = [n for n in names if n not in CONSTRAINTS]
+        if unknown:
+            raise ValueError(f"unknown geco constraint {unknown[0]!r}; choose from: {', '.join(CONSTRAINTS)} "
+                             "(comma separated for several)")
+        if kappa is None:
+            raise ValueError(f"geco needs a tolerance --kappa for each constraint ({', '.join(names)}): "
+                             "e.g. --kappa 0.1 for re/fre (per-pixel RMS error), 0.9 for pncc/cla")
+        kappas = _split(kappa, "kappa")
+        if len(kappas) != len(names):
+            raise ValueError(f"geco: {len(names)} constraint(s) ({', '.join(names)}) but {len(kappas)} "
+                             f"kappa value(s) ({', '.join(map(str, kappas))}); give one kappa per constraint")
+        built = []
+        for name, k in zip(names, kappas):
+            if name == "cla":
+                built.append(CONSTRAINTS[name](k, _classifier_for(classifier, dataset)))
+            else:
+                built.append(CONSTRAINTS[name](k))
+        if classifier is not None and "cla" not in names:
+            raise ValueError("--classifier is used only by the cla constraint; add cla to --constraint "
+                             "or drop --classifier")
+        scale = geco_scale if not isinstance(geco_scale, str) else [float(s) for s in _split(geco_scale, "geco_scale")]
+        defaults = dict(alpha=geco_alpha, eta=geco_eta, scale=scale, lambda_init=lambda_init,
+                        lambda_min=lambda_min, lambda_max=lambda_max)
+        return cls(built, **{k: v for k, v in defaults.items() if v is not None})
+
+    # -- the objective -----------------------------------------------------------------
+    @property
+    def needs_labels(self) -> bool:
+        return any(c.needs_labels for c in self.constraints)
+
+    @property
+    def lambdas(self) -> numpy.ndarray:
+        return numpy.exp(self.log_lambda)
+
+    def _moving_average(self, c_batch) -> numpy.ndarray:
+        c_batch = numpy.asarray(c_batch, dtype=numpy.float64)
+        return c_batch.copy() if self.step == 0 else self.alpha * self.c_ma + (1 - self.alpha) * c_batch
+
+    def loss(self, x, out, labels=None):
+        kl = kl_diag_gaussian(out.mu, out.logvar)
+        c_batch = [ops.mean(c(x, out.x_hat, labels)) for c in self.constraints]
+        c_batch_values = [float(c.data) for c in c_batch]
+        c_ma = self._moving_average(c_batch_values)
+        lambdas = self.lambdas
+        loss = ops.mean(kl)
+        for c, ma, lam in zip(c_batch, c_ma, lambdas):
+            loss = loss + moving_average_estimate(c, ma) * float(lam)
+        d = math.prod(x.shape[1:])
+        sq = squared_error(x, out.x_hat)
+        rec = _mean_item(sq)
+        mse = rec / d
+        single = len(self.constraints) == 1
+        pick = (lambda v: float(v[0])) if single else (lambda v: [float(a) for a in v])
+        terms = {"loss": _mean_item(loss), "kl": _mean_item(kl), "rec": rec, "mse": mse,
+                 "nll": 0.5 * d * (math.log(2 * math.pi * max(mse, 1e-300)) + 1.0), "gamma": mse,
+                 "c_batch": pick(c_batch_values), "c_ma": pick(c_ma), "lambda": pick(lambdas)}
+        return loss, terms
+
+    def after_step(self, terms: dict) -> None:
+        """Commit C_ma with this step's C_batch, then the multiplicative λ update."""
+        c_batch = numpy.atleast_1d(numpy.asarray(terms["c_batch"], dtype=numpy.float64))
+        if c_batch.shape != self.c_ma.shape:
+            raise ValueError(f"geco: after_step got {c_batch.size} constraint value(s), expected {self.c_ma.size}")
+        self.c_ma = self._moving_average(c_batch)
+        self.log_lambda = update_log_lambda(self.log_lambda, self.c_ma, self.eta, self.scale,
+                                            self.log_min, self.log_max)
+        self.step += 1
+
+    # -- checkpointed state --------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"log_lambda": [float(v) for v in self.log_lambda], "c_ma": [float(v) for v in self.c_ma],
+                "step": int(self.step), "constraints": [c.name for c in self.constraints],
+                "lambda": [float(v) for v in self.lambdas]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        n = len(self.constraints)
+        names = state.get("constraints")
+        if names is not None and list(names) != [c.name for c in self.constraints]:
+            raise ValueError(f"geco: the checkpoint holds the state of constraints {list(names)}, this run has "
+                             f"{[c.name for c in self.constraints]}")
+        log_lambda = numpy.asarray(state["log_lambda"], dtype=numpy.float64).reshape(-1)
+        c_ma = numpy.asarray(state["c_ma"], dtype=numpy.float64).reshape(-1)
+        if log_lambda.size != n or c_ma.size != n:
+            raise ValueError(f"geco: the checkpoint holds {log_lambda.size} multiplier(s), this run has {n}")
+        self.log_lambda, self.c_ma, self.step = log_lambda, c_ma, int(state["step"])
+
+    def __repr__(self):
+        return (f"GECO({self.constraints}, alpha={self.alpha}, eta={self.eta}, scale={self.scale.tolist()}, "
+                f"lambda={self.lambdas.tolist()})")
+
+
+def _split(value, key):
+    """A list from "a,b", a number, or a list (config files may give either)."""
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, str):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+    else:
+        items = [value]
+    if not items:
+        raise ValueError(f"geco: {key} is empty")
+    if key == "constraint":
+        return [str(v).strip().lower() for v in items]
+    try:
+        return [float(v) for v in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"geco: {key} must be numbers (comma separated), got {value!r}") from None
+
+
+def _classifier_for(path, dataset):
+    """The trained classifier for CLA, checked against the training data."""
+    from ..classifier import ClassifierError, load_classifier  # noqa: PLC0415  (only CLA needs it)
+    name = getattr(dataset, "name", None)
+    if dataset is not None and getattr(dataset, "labels", None) is None:
+        raise ValueError(f"constraint cla needs labels, and dataset {name!r} has none; "
+                         "use a labelled dataset (mnist, fashion-mnist, sprites, cifar10) or another constraint")
+    if path is None:
+        if name is None:
+            raise ValueError("constraint cla needs --classifier (a folder or .npz written by python -m minivae.classifier)")
+        path = CLASSIFIER_DIR.format(dataset=name)
+        if not os.path.exists(path):
+            raise ValueError(f"constraint cla needs a trained classifier and found none at {path!r}: train one with "
+                             f"python -m minivae.classifier --dataset {name} --out {path}, or pass --classifier PATH")
+    try:
+        model = load_classifier(path)
+    except (FileNotFoundError, ClassifierError) as exc:
+        raise ValueError(f"constraint cla: {exc}") from None
+    if dataset is not None:
+        if tuple(model.input_shape) != tuple(dataset.shape):
+            raise ValueError(f"constraint cla: the classifier in {path!r} takes images of shape "
+                             f"{tuple(model.input_shape)}, the data has {tuple(dataset.shape)}; train one on this data")
+        top = int(dataset.labels.max())
+        if top >= model.n_classes:
+            raise ValueError(f"constraint cla: the classifier in {path!r} knows {model.n_classes} classes, "
+                             f"the data has labels up to {top}; train one on this data")
+    return model
+
+
+__all__ = ["GECO", "moving_average_estimate", "update_log_lambda"]
