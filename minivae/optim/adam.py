@@ -85,9 +85,9 @@ class Adam(Optimizer):
         if xp.__name__ == "cupy":
             _cupy_adam_kernel()(g, b1, b2, wd, step_size, bc2_sqrt, eps, p, m, v)
             return
-        for block, tmp, d in self._blocks(2):
-            _adam_block(xp, p[block], g[block], m[block], v[block], tmp, d,
-                        b1, b2, wd, step_size, bc2_sqrt, eps)
+        self._for_each_block(
+            lambda block, tmp, d: _adam_block(xp, p[block], g[block], m[block], v[block], tmp, d,
+                                              b1, b2, wd, step_size, bc2_sqrt, eps), 2)
 
 
 def _adam_block(xp, p, g, m, v, tmp, d, b1, b2, wd, step_size, bc2_sqrt, eps) -> None:

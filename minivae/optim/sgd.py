@@ -44,9 +44,10 @@ class SGD(Optimizer):
         lr, mu, wd, nesterov = group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]
         buf = self._state.get("momentum_buffer")
         first = self.t == 1
-        for block, tmp, d in self._blocks(2):
-            _sgd_block(self._xp, p[block], g[block], None if buf is None else buf[block], tmp, d,
-                       lr, mu, wd, nesterov, first)
+        xp = self._xp
+        self._for_each_block(
+            lambda block, tmp, d: _sgd_block(xp, p[block], g[block], None if buf is None else buf[block],
+                                             tmp, d, lr, mu, wd, nesterov, first), 2)
 
 
 def _sgd_block(xp, p, g, buf, tmp, d, lr, mu, wd, nesterov, first) -> None:
