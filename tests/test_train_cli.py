@@ -111,3 +111,25 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingError, match=r"non-finite kl \(nan\) at step 12; the last good checkpoint \(step 9\)"):
         trainer.run()
     assert int(np.load(tmp_path / "run" / "checkpoint.npz")["step"]) == 9
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    env = dict(os.environ, MINIVAE_OFFLINE="1", PYTHONPATH=os.path.dirname(os.path.dirname(__file__)))
+    proc = subprocess.Popen([sys.executable, "-m", "minivae.train", *SMALL, "--epochs", "1000", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted: checkpoint saved at step" in err
+    step = int(np.load(out / "checkpoint.npz")["step"])
+    assert step >= 6
+    assert main(["--out", str(out), "--resume", "--max-steps", str(step + 2)]) == 0
+    assert int(np.load(out / "checkpoint.npz")["step"]) == step + 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 
 import numpy
@@ -73,8 +74,9 @@ def make_objective(config, train=None):
 class Trainer:
     """Owns the model, objective, optimiser, data iterator and run folder."""
 
-    def __init__(self, config: dict, resume: bool = False, log=print):
-        self.config, self.log = config, log
+    def __init__(self, config: dict, resume: bool = False, log=None):
+        self.config = config
+        self.log = log or (lambda *args: print(*args, file=sys.stderr))
         self.out = config["out"]
         backend.use(config["backend"] or os.environ.get("MINIVAE_BACKEND", "numpy"),
                     dtype=config["dtype"], seed=config["seed"])

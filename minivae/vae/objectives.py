@@ -6,7 +6,8 @@ nats); :meth:`Objective.after_step` runs after each optimiser step (the balanced
 γ update, GECO's λ update); :meth:`state_dict` holds what a checkpoint must keep.
 
 Terms always logged: ``loss``, ``rec`` (the reconstruction term as it enters the
-loss), ``kl``, ``nll`` (−log p(x|z) with its constants), ``mse`` (per element), ``gamma``.
+loss), ``kl``, ``nll`` (−log p(x|z) with its constants), ``neg_elbo`` (nll + KL, β = 1),
+``mse`` (per element), ``gamma``.
 """
 from __future__ import annotations
 
@@ -82,6 +83,7 @@ class ELBO(Objective):
             nll = gaussian_nll(x, out.x_hat, self.gamma)
         loss = ops.mean(nll + kl * self.beta)
         terms.update(loss=_mean_item(loss), rec=_mean_item(nll), nll=_mean_item(nll), gamma=self.gamma)
+        terms["neg_elbo"] = terms["nll"] + terms["kl"]
         return loss, terms
 
 
@@ -114,6 +116,7 @@ class LearnedGamma(Objective):
         nll = gaussian_nll(x, out.x_hat, log_gamma=ops.reshape(self._log_gamma(), ()))
         loss = ops.mean(nll + kl * self.beta)
         terms.update(loss=_mean_item(loss), rec=_mean_item(nll), nll=_mean_item(nll), gamma=self.gamma)
+        terms["neg_elbo"] = terms["nll"] + terms["kl"]
         return loss, terms
 
     @property
@@ -156,6 +159,7 @@ class Balanced(Objective):
         self._last_mse = terms["mse"]
         terms.update(loss=_mean_item(loss), rec=_mean_item(rec),
                      nll=_mean_item(rec) + 0.5 * D * math.log(2 * math.pi * self.gamma), gamma=self.gamma)
+        terms["neg_elbo"] = terms["nll"] + terms["kl"]  # the ELBO under N(x̂, γI), β = 1
         return loss, terms
 
     def after_step(self, terms):
