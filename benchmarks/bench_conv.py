@@ -47,7 +47,7 @@ LAYERS = [
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", choices=backend.BACKENDS, default="numpy",
                    help="minivae backend; PyTorch runs on the CPU for numpy and on CUDA for cupy")
@@ -149,7 +149,10 @@ def main(argv=None):
     if args.cpu_time and args.backend != "numpy":
         sys.exit("--cpu-time measures CPU work; use wall-clock time (the default) with --backend cupy")
     clock = time.process_time if args.cpu_time else time.perf_counter
-    backend.use(args.backend, dtype=args.dtype, seed=0)
+    try:
+        backend.use(args.backend, dtype=args.dtype, seed=0)
+    except backend.BackendError as exc:
+        sys.exit(f"bench_conv: {exc}")
     sync = _synchronizer(args)
     torch, device = _torch(args)
     torch_sync = (torch.cuda.synchronize if device == "cuda" else (lambda: None)) if torch else None
