@@ -46,6 +46,10 @@ _LIMITS = {
 }
 LOG2E = 1.4426950408889634
 BLOCK_ELEMENTS = 1 << 18   # entries of W per block: 2 MiB in float64 (an L2 cache)
+# Multiply-adds per GEMM call on the CPU path. OpenBLAS runs a GEMM of up to 4·65536 of
+# them on one thread; larger ones spread over all cores, which oversubscribes them when
+# β chunks already run on threads (and spin-waits badly on a shared machine).
+SMALL_GEMM = 1 << 18
 
 
 def _limits(dtype):
@@ -100,8 +104,10 @@ def transition(x, mu, tau, log_prior=None, *, x_aug=None, block_rows=None):
     # base-2 logits for the bulk: exp2 is about twice as fast as exp on CPUs
     cells2 = cells * dtype.type(LOG2E)
     clamp2 = xp.asarray(clamp * LOG2E, dtype=dtype)
+    # at high temperature no logit can reach the clamp: skip that pass (same result)
+    need_clamp = _lowest_logit(x_aug, mu, tau, log_prior) < 0.9 * clamp
     if block_rows is None:
-        block_rows = default_block_rows(B, K)
+        block_rows = default_block_rows(B, K, D)
     block_rows = max(1, min(int(block_rows), N))
     acc = xp.zeros((B, D + 1, K), dtype=dtype)       # Σ_i W_ik [x_i; 1]
     log_z = xp.empty((B, N), dtype=dtype)           # log Σ_k exp(logit_ik)
@@ -113,7 +119,8 @@ def transition(x, mu, tau, log_prior=None, *, x_aug=None, block_rows=None):
         n = stop - start
         w = buf[:, :n]
         xp.matmul(x_aug[start:stop], cells2, out=w)    # base-2 logits, all ≤ 0
-        xp.maximum(w, clamp2, out=w)
+        if need_clamp:
+            xp.maximum(w, clamp2, out=w)
         xp.exp2(w, out=w)
         row_sum = xp.matmul(w, ones)[:, :, 0]          # (B, n); GEMV beats sum()
         log_z[:, start:stop] = xp.log(row_sum)
@@ -129,8 +136,21 @@ def transition(x, mu, tau, log_prior=None, *, x_aug=None, block_rows=None):
     t = xp.ascontiguousarray(t)
     empty = mass < mass_floor
     if bool(empty.any()):
-        _exact_columns(t, empty, x, x_aug, cells, log_z, clamp)
+        _exact_columns(t, empty, x, x_aug, cells, log_z, clamp,
+                       max(1, block_rows * K // N))
     return t, mass
+
+
+def _lowest_logit(x_aug, mu, tau, log_prior):
+    """A lower bound on every logit −‖x_i − μ_k‖²/τ + log π_k − max log π of the batch:
+    ‖x_i − μ_k‖ ≤ max‖x‖ + max‖μ‖ (both about the same origin)."""
+    xp = backend.get_array_module(mu)
+    D = mu.shape[2]
+    reach = xp.sqrt(xp.max(-x_aug[:, D + 1])) + xp.sqrt((mu * mu).sum(axis=2).max(axis=1))
+    lowest = -float(xp.max(reach * reach / tau))
+    if log_prior is not None:
+        lowest += float(log_prior.min() - log_prior.max())
+    return lowest
 
 
 def _exact_rows(w, row_sum, log_z, far, x_rows, cells, clamp):
@@ -148,24 +168,28 @@ def _exact_rows(w, row_sum, log_z, far, x_rows, cells, clamp):
     log_z[b, i] = xp.log(total[:, 0]) + shift[:, 0]
 
 
-def _exact_columns(t, empty, x, x_aug, cells, log_z, clamp):
+def _exact_columns(t, empty, x, x_aug, cells, log_z, clamp, col_block):
     """T_k for cells of zero mass, in the log domain: a softmax over i of log W_ik
-    (entries below e^clamp of the column's largest are negligible and clamped)."""
+    (entries below e^clamp of the column's largest are negligible and clamped).
+    Columns go ``col_block`` at a time to keep each GEMM small."""
     xp = backend.get_array_module(t)
     for b in range(t.shape[0]):
-        (ks,) = xp.nonzero(empty[b])
-        if ks.size == 0:
-            continue
-        log_w = xp.matmul(x_aug, cells[b][:, ks]) - log_z[b][:, None]   # (N, m)
-        log_w -= log_w.max(axis=0, keepdims=True)
-        weights = xp.exp(xp.maximum(log_w, clamp, out=log_w), out=log_w)
-        weights /= weights.sum(axis=0, keepdims=True)
-        t[b, ks] = weights.T @ x
+        (cols,) = xp.nonzero(empty[b])
+        for first in range(0, int(cols.size), col_block):
+            ks = cols[first:first + col_block]
+            log_w = xp.matmul(x_aug, cells[b][:, ks]) - log_z[b][:, None]   # (N, m)
+            log_w -= log_w.max(axis=0, keepdims=True)
+            weights = xp.exp(xp.maximum(log_w, clamp, out=log_w), out=log_w)
+            weights /= weights.sum(axis=0, keepdims=True)
+            t[b, ks] = weights.T @ x
 
 
-def default_block_rows(batch, cells):
-    """Rows of W per block so that a block holds about BLOCK_ELEMENTS entries."""
-    return max(1, BLOCK_ELEMENTS // max(1, batch * cells))
+def default_block_rows(batch, cells, dim=2):
+    """Rows of W per block: about BLOCK_ELEMENTS entries, and every GEMM of the block
+    within SMALL_GEMM multiply-adds."""
+    by_cache = BLOCK_ELEMENTS // max(1, batch * cells)
+    by_blas = SMALL_GEMM // max(1, cells * (dim + 2))
+    return max(1, min(by_cache, by_blas))
 
 
 def squared_distances(x, mu):

@@ -178,7 +178,7 @@ def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_I
         workers = 1 if on_gpu or lipschitz.mode == "local" else min(2, os.cpu_count() or 1)
     workers = max(1, min(int(workers), math.ceil(len(betas) / chunk_size)))
     if block_rows is None:
-        block_rows = default_block_rows(chunk_size, K)
+        block_rows = N if on_gpu else default_block_rows(chunk_size, K, D)
 
     state = _Pool(betas=betas, tau=tau, x=dev_x, start=dev_start, log_prior=dev_log_prior,
                   project=lipschitz.bind(centres, sigma, dtype) if lipschitz.active else None,
