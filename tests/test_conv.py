@@ -6,6 +6,7 @@ import pytest
 from minivae import backend, gradcheck
 from minivae.autograd import Tensor
 from minivae.nn.conv import Conv2d, ConvTranspose2d
+from minivae.ops import conv as conv_ops
 from minivae.ops.conv import conv2d, conv_transpose2d
 
 # (kernel, stride, padding) -- square and non-square, overlapping and not, 1x1
@@ -189,6 +190,30 @@ def test_encoder_decoder_chain_gradcheck(xp):
 
     assert chain(x, w1, b1, w2, lin).shape == (2, 2, 8, 8)
     gradcheck.check(chain, [x, w1, b1, w2, lin], mode="directional", n_directions=3)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_batch_chunks_give_the_same_result(xp, monkeypatch, transposed):
+    """Cache blocking (one image per chunk here) changes nothing but the speed."""
+    x = gradcheck.random_input((5, 3, 7, 6), seed=29)
+    w = gradcheck.random_input((3, 4, 3, 2) if transposed else (4, 3, 3, 2), seed=30)
+    b = gradcheck.random_input((4,), seed=31)
+    op = conv_transpose2d if transposed else conv2d
+    kwargs = dict(stride=(2, 1), padding=1, **({"output_padding": (1, 0)} if transposed else {}))
+    results, default = [], conv_ops.CPU_CHUNK_BYTES
+    for chunk_bytes in (default, 1):
+        monkeypatch.setattr(conv_ops, "CPU_CHUNK_BYTES", chunk_bytes)
+        for t in (x, w, b):
+            t.grad = None
+        y = op(x, w, b, **kwargs)
+        y.backward(backend.to_device(numpy.random.default_rng(32).standard_normal(y.shape)))
+        results.append([y.numpy()] + [backend.to_host(t.grad) for t in (x, w, b)])
+    for single, chunked in zip(*results):
+        numpy.testing.assert_allclose(chunked, single, rtol=1e-12, atol=1e-12)
+    gradcheck.check(lambda x, w, b: op(x, w, b, **kwargs), [x, w, b], mode="directional", n_directions=2)
+    assert len(conv_ops._batch_chunks(numpy, 5, 10)) == 5
+    monkeypatch.setattr(conv_ops, "CPU_CHUNK_BYTES", default)
+    assert [(c.start, c.stop) for c in conv_ops._batch_chunks(numpy, 10, default // 3)] == [(0, 2), (2, 5), (5, 7), (7, 10)]
 
 
 def test_float32_stays_float32():
