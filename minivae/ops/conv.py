@@ -47,6 +47,7 @@ CPU_CHUNK_BYTES = 2 << 20
 
 
 def pair_arg(op: str, name: str, value, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints (height, width), each >= ``minimum``, as a pair; else ValueError."""
     try:
         pair = (operator.index(value),) * 2 if not hasattr(value, "__len__") else \
             tuple(operator.index(v) for v in value)
@@ -123,7 +124,7 @@ def _col2im_add(out, col, kh, kw, stride, oh, ow):
     """
     n, hs, ws, c = out.shape
     sh, sw = stride
-    grid = out.reshape(n, hs // sh, sh, ws // sw, sw, c)
+    grid = out.reshape(n, hs // sh, sh, ws // sw, sw, c)   # a view: ``out`` is contiguous
     if col.T.flags.c_contiguous and not col.flags.c_contiguous:   # offset-major columns
         col6, (gh, gw) = col.T.reshape(kh, kw, c, n, oh, ow).transpose(3, 4, 5, 0, 1, 2), (1, 1)
     else:
