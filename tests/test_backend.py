@@ -1,0 +1,62 @@
+"""Backend selection, dtype, transfers and the seeded generator."""
+import numpy as np
+import pytest
+
+from minivae import Tensor, backend
+
+
+def test_unknown_backend_lists_the_choices():
+    with pytest.raises(backend.BackendError, match="unknown backend 'tpu'; choose one of: numpy, cupy"):
+        backend.use("tpu")
+
+
+def test_cupy_request_without_gpu_is_one_clear_line():
+    if backend.is_available("cupy"):
+        pytest.skip("a GPU is present")
+    with pytest.raises(backend.BackendError) as info:
+        backend.use("cupy")
+    message = str(info.value)
+    assert "\n" not in message and "numpy" in message
+    assert ("pip install" in message) or ("GPU" in message)
+
+
+def test_environment_variable_selects_the_backend(monkeypatch):
+    monkeypatch.setenv("MINIVAE_BACKEND", "numpy")
+    backend._state.name = None
+    assert backend.name() == "numpy"
+    monkeypatch.setenv("MINIVAE_BACKEND", "fortran")
+    backend._state.name = None
+    with pytest.raises(backend.BackendError, match="unknown backend 'fortran'"):
+        backend.xp()
+    backend.use("numpy")
+
+
+def test_default_dtype(xp):
+    backend.set_default_dtype("float32")
+    assert Tensor([1.0, 2.0]).dtype == np.float32
+    assert backend.to_device(np.ones(2)).dtype == np.float32
+    assert backend.to_device(np.arange(3)).dtype.kind == "i"  # integers keep their kind
+    backend.set_default_dtype("float64")
+    assert Tensor([1.0]).dtype == np.float64
+    with pytest.raises(backend.BackendError, match="unsupported dtype 'float16'"):
+        backend.set_default_dtype("float16")
+
+
+def test_host_device_round_trip(xp):
+    a = np.arange(6.0).reshape(2, 3)
+    d = backend.to_device(a)
+    assert backend.get_array_module(d) is xp
+    assert np.array_equal(backend.to_host(d), a)
+    assert isinstance(Tensor(a).numpy(), np.ndarray)
+
+
+def test_seeded_generator_and_its_state(xp):
+    backend.manual_seed(7)
+    first = backend.to_host(backend.rng().standard_normal(4))
+    backend.manual_seed(7)
+    assert np.array_equal(backend.to_host(backend.rng().standard_normal(4)), first)
+    state = backend.rng_state()
+    after = backend.to_host(backend.rng().standard_normal(3))
+    backend.set_rng_state(state)
+    if backend.name() == "numpy":  # CuPy generators restore from the seed only
+        assert np.array_equal(backend.to_host(backend.rng().standard_normal(3)), after)
