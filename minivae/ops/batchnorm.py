@@ -60,10 +60,17 @@ class _Layout:
 
 
 def _channel_sums(a3):
-    """Σ over axes 0 and 2 of a (rows, C, cols) array."""
+    """Σ over axes 0 and 2 of a (rows, C, cols) array (one GEMV for cols = 1)."""
     if a3.shape[2] == 1:
         return _xp(a3).ones(a3.shape[0], dtype=a3.dtype) @ a3[:, :, 0]
     return a3.sum(axis=(0, 2))
+
+
+def _channel_dots(a3, b3):
+    """Σ over axes 0 and 2 of a3·b3, without the product as a temporary array."""
+    if a3.shape[2] == 1:
+        return _xp(a3).einsum("ij,ij->j", a3[:, :, 0], b3[:, :, 0])
+    return _xp(a3).einsum("icj,icj->c", a3, b3)
 
 
 def _bcast(v):
@@ -72,7 +79,11 @@ def _bcast(v):
 
 
 class BatchNorm(Function):
-    """y = γ x̂ + β with x̂ normalised by batch (train) or running (eval) statistics."""
+    """y = γ x̂ + β with x̂ = (x − μ)·σ⁻¹, from batch (train) or running (eval) statistics.
+
+    Stores x − μ and σ⁻¹ (not x̂): y = (x − μ)·(γσ⁻¹) + β is then two passes, and
+    Σ g x̂ = σ⁻¹ Σ g (x − μ) in the vjp.
+    """
 
     def forward(self, x, weight=None, bias=None, running_mean=None, running_var=None,
                 training=True, momentum=0.1, eps=1e-5):
@@ -93,34 +104,33 @@ class BatchNorm(Function):
                                  f"shape {tuple(x.shape)} (use a larger batch, or eval mode)")
             mean = _channel_sums(x3) / count
             centred = x3 - _bcast(mean)
-            var = _channel_sums(centred * centred) / count   # two passes: no cancellation
+            var = _channel_dots(centred, centred) / count   # two passes: no cancellation
         else:
             mean = running_mean.astype(x.dtype, copy=False)
             var = running_var.astype(x.dtype, copy=False)
             centred = x3 - _bcast(mean)
         inv_std = 1.0 / _xp(x).sqrt(var + eps)
-        xhat = centred
-        xhat *= _bcast(inv_std)   # in place: centred is a fresh array
         if training and running_mean is not None:   # in place: the module's buffers
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
             running_var *= 1.0 - momentum
             running_var += (momentum * count / (count - 1)) * var
-        self.xhat, self.layout, self.count, self.batch_stats = xhat, layout, count, batch_stats
-        self.scale = inv_std if weight is None else weight * inv_std
-        out = xhat * _bcast(weight) if weight is not None else xhat.copy()
+        scale = inv_std if weight is None else weight * inv_std
+        self.centred, self.inv_std, self.scale = centred, inv_std, scale
+        self.layout, self.count, self.batch_stats = layout, count, batch_stats
+        out = centred * _bcast(scale)
         if bias is not None:
             out += _bcast(bias)
         return layout.from3(out)
 
     def backward(self, g):
-        g3, xhat = self.layout.to3(g), self.xhat
+        g3, centred, m = self.layout.to3(g), self.centred, self.count
         g_sum = _channel_sums(g3)
-        gx_sum = _channel_sums(g3 * xhat)
-        if self.batch_stats:   # γ/σ · (g − Σg/M − x̂ Σ(g x̂)/M), built in one buffer
-            gx = xhat * _bcast(-gx_sum / self.count)
+        gx_sum = _channel_dots(g3, centred) * self.inv_std   # Σ g x̂
+        if self.batch_stats:   # γσ⁻¹ (g − Σg/M − x̂ Σ(g x̂)/M), built in one buffer
+            gx = centred * _bcast(-self.inv_std * gx_sum / m)
             gx += g3
-            gx -= _bcast(g_sum / self.count)
+            gx -= _bcast(g_sum / m)
             gx *= _bcast(self.scale)
         else:
             gx = g3 * _bcast(self.scale)
