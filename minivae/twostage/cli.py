@@ -6,7 +6,8 @@ Flags of the training command that apply to the second stage:
   --activation NAME   hidden activation (default relu)
   --objective         learned-gamma | balanced (default: stage 1's if it is one of them, else learned-gamma)
   --kl-weight, --gamma-min   as for stage 1 (balanced / learned-gamma)
-  --epochs (default 20), --batch-size (128), --lr (1e-4, Dai & Wipf's), --seed (0),
+  --epochs (default 20), --batch-size (128), --lr (1e-3: Dai & Wipf use 1e-4 for hundreds of
+  epochs; 1e-3 fits a budget of tens), --seed (0),
   --max-steps, --log-every (100), --n-samples (64, the grid in stage2_samples.png),
   --backend, --data-dir (where the stage-1 data are now)
 

@@ -32,7 +32,7 @@ from .sampling import generate, stage2_reconstruction
 
 STAGE2_OBJECTIVES = ("learned-gamma", "balanced")
 STAGE2_DEFAULTS = {"hidden": [1024, 1024, 1024], "activation": "relu", "objective": None, "kl_weight": None,
-                   "gamma_min": None, "epochs": 20, "batch_size": 128, "lr": 1e-4, "seed": 0,
+                   "gamma_min": None, "epochs": 20, "batch_size": 128, "lr": 1e-3, "seed": 0,
                    "log_every": 100, "max_steps": None, "n_samples": 64}
 
 

@@ -49,7 +49,7 @@ def _eval_mode(model):
 
 
 def iwae_log_likelihood(model, images, k: int, *, likelihood: str = "gaussian", gamma: float = 1.0,
-                        eps=None, seed: int = 0, batch_size: int = 100, max_chunk: int = 10000):
+                        eps=None, seed: int = 0, batch_size: int = 100, max_chunk: int = 2000):
     """Per-example IWAE estimates of log p(x) in nats (host float64 array of shape (N,)).
 
     ``likelihood``: ``"gaussian"`` (decoder N(x̂, γI), the run's γ) or ``"bernoulli"``
