@@ -40,7 +40,6 @@ from .objectives import Objective, _mean_item
 
 DEFAULT_ALPHA, DEFAULT_ETA = 0.99, 0.01
 DEFAULT_LAMBDA_INIT, DEFAULT_LAMBDA_MIN, DEFAULT_LAMBDA_MAX = 1.0, 1e-6, 1e6
-CLASSIFIER_DIR = os.path.join("runs", "classifier-{dataset}")
 
 
 def moving_average_estimate(c_batch: Tensor, c_ma: float) -> Tensor:
@@ -217,7 +216,7 @@ def _split(value, key):
 
 def _classifier_for(path, dataset):
     """The trained classifier for CLA, checked against the training data."""
-    from ..classifier import ClassifierError, load_classifier  # noqa: PLC0415  (only CLA needs it)
+    from ..classifier import ClassifierError, default_dir, load_classifier  # noqa: PLC0415  (only CLA needs it)
     name = getattr(dataset, "name", None)
     if dataset is not None and getattr(dataset, "labels", None) is None:
         raise ValueError(f"constraint cla needs labels, and dataset {name!r} has none; "
@@ -225,7 +224,7 @@ def _classifier_for(path, dataset):
     if path is None:
         if name is None:
             raise ValueError("constraint cla needs --classifier (a folder or .npz written by python -m minivae.classifier)")
-        path = CLASSIFIER_DIR.format(dataset=name)
+        path = default_dir(name)
         if not os.path.exists(path):
             raise ValueError(f"constraint cla needs a trained classifier and found none at {path!r}: train one with "
                              f"python -m minivae.classifier --dataset {name} --out {path}, or pass --classifier PATH")
