@@ -1,6 +1,7 @@
 """Command line: ``python -m minivae.train [--help]``."""
 from __future__ import annotations
 
+import os
 import sys
 
 from ..backend import BackendError
@@ -9,7 +10,7 @@ from ..data import DataError
 from .config import ConfigError, build_parser, resolve
 from .trainer import Trainer, TrainingError
 
-# errors that are the user's to fix: one line, no traceback
+# errors that are the user's to fix: one line, no traceback (MINIVAE_DEBUG=1 shows it)
 USER_ERRORS = (ConfigError, TrainingError, DataError, CheckpointError, BackendError, ValueError,
                FileNotFoundError)
 
@@ -32,6 +33,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return 130
     except USER_ERRORS as exc:
+        if os.environ.get("MINIVAE_DEBUG"):
+            raise  # the full traceback, for reporting a bug in minivae itself
         print(f"error: {exc}", file=sys.stderr)
         return 2
     test = report["test"]
