@@ -31,7 +31,7 @@ def test_run_writes_json_npz_and_figures(tmp_path, capsys):
     assert len(summary["beta"]) == len(summary["energy"]) == len(summary["d2E_dlogbeta2"]) == 9
     assert 1 <= len(summary["critical_betas"]) <= 3
     assert set(summary["critical_betas"]) <= set(summary["beta"])
-    assert summary["lipschitz"] == {"mode": "global", "strength": 1e-6, "radius": None}
+    assert summary["lipschitz"] == {"mode": "global", "strength": 1e-7, "radius": None}
     with numpy.load(out / "fixed_points.npz", allow_pickle=False) as z:
         assert z["mu"].shape == (9, 25, 2)
         numpy.testing.assert_allclose(z["energy"], summary["energy"])

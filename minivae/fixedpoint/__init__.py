@@ -13,7 +13,9 @@ from . import datasets
 from .lipschitz import LipschitzConstraint, laplacian, penalised_objective, projection_matrix
 from .solver import FixedPoints, cell_centres, initial_mu, solve
 from .kernel import energy, log_posterior, transition
+from .sweep import Sweep, beta_grid, collapse_beta, critical_points, log_derivatives, sweep
 
-__all__ = ["FixedPoints", "LipschitzConstraint", "cell_centres", "datasets", "energy",
-           "initial_mu", "laplacian", "log_posterior", "penalised_objective",
-           "projection_matrix", "solve", "transition"]
+__all__ = ["FixedPoints", "LipschitzConstraint", "Sweep", "beta_grid", "cell_centres",
+           "collapse_beta", "critical_points", "datasets", "energy", "initial_mu", "laplacian",
+           "log_derivatives", "log_posterior", "penalised_objective", "projection_matrix",
+           "solve", "sweep", "transition"]

@@ -113,7 +113,8 @@ def check_points(x):
     except (TypeError, ValueError):
         raise TypeError("the data must be a numeric array of shape (N, D)") from None
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"the data must be a non-empty array of shape (N, D), got shape {arr.shape}")
+        raise ValueError(f"the data must be a non-empty array of shape (N, D), "
+                         f"got shape {arr.shape}")
     if not numpy.all(numpy.isfinite(arr)):
         raise ValueError("the data contain NaN or inf; remove or fix those points")
     return arr
@@ -158,7 +159,8 @@ def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_I
     else:
         start = numpy.asarray(backend.to_host(mu0), dtype=float)
         if start.ndim != 2 or start.shape[1] != D or not numpy.all(numpy.isfinite(start)):
-            raise ValueError(f"mu0 must be a finite array of shape (K, {D}), got shape {start.shape}")
+            raise ValueError(f"mu0 must be a finite array of shape (K, {D}), "
+                             f"got shape {start.shape}")
     K = start.shape[0]
     if lipschitz.active and centres is None:
         raise ValueError("the Lipschitz constraint needs the cell grid; do not pass mu0 with it")
@@ -175,7 +177,7 @@ def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_I
         chunk_size = len(betas) if on_gpu else 4
     chunk_size = max(1, min(int(chunk_size), len(betas)))
     if workers is None:
-        workers = 1 if on_gpu or lipschitz.mode == "local" else min(2, os.cpu_count() or 1)
+        workers = 1 if on_gpu else min(2, os.cpu_count() or 1)
     workers = max(1, min(int(workers), math.ceil(len(betas) / chunk_size)))
     if block_rows is None:
         block_rows = N if on_gpu else default_block_rows(chunk_size, K, D)
@@ -245,14 +247,15 @@ class _Pool:
                 new.append(j)
             if new:
                 active += new
-                mu = xp.concatenate([mu, xp.broadcast_to(self.start, (len(new),) + self.start.shape)])
+                fresh = xp.broadcast_to(self.start, (len(new),) + self.start.shape)
+                mu = xp.concatenate([mu, fresh])
             if not active:
                 return
             tau = xp.asarray(self.tau[active], dtype=mu.dtype)
             t, mass = transition(self.x, mu, tau, self.log_prior, x_aug=self.x_aug,
                                  block_rows=self.block_rows)
             if self.project is not None:
-                t = self.project(t, mass / self.x.shape[0])
+                t = self.project(t, mass / self.x.shape[0], guess=mu)
             step = self.eta * (t - mu)
             mu = mu + step
             norms = backend.to_host(xp.sqrt((step * step).sum(axis=(1, 2)))).astype(float)

@@ -64,7 +64,8 @@ def collapse_beta(x, sigma):
 def beta_grid(beta_min, beta_max, n_beta=100):
     """``n_beta`` log-spaced values from ``beta_min`` to ``beta_max`` (inclusive)."""
     for name, value in (("beta_min", beta_min), ("beta_max", beta_max)):
-        if not (isinstance(value, (int, float, numpy.floating)) and math.isfinite(value) and value > 0):
+        number = isinstance(value, (int, float, numpy.floating))
+        if not (number and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a number > 0, got {value!r}")
     if beta_max < beta_min:
         raise ValueError(f"beta_max ({beta_max}) must not be below beta_min ({beta_min})")
