@@ -186,22 +186,28 @@ def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_I
                   project=lipschitz.bind(centres, sigma, dtype) if lipschitz.active else None,
                   eta=eta, max_iter=int(max_iter), tol=tol, chunk_size=chunk_size,
                   block_rows=int(block_rows), record=set(int(r) for r in record), mean=mean)
-    if workers == 1:
-        state.run()
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            for future in [pool.submit(state.run) for _ in range(workers)]:
-                future.result()
-
     # E in float64 from explicit differences: the reported order parameter is exact
     x64 = backend.to_device(host_x - mean, dtype="float64")
     prior64 = None if log_prior is None else backend.to_device(log_prior, dtype="float64")
     energies = numpy.empty(len(betas))
-    for first in range(0, len(betas), chunk_size):
+
+    def order_parameter(first):
         part = slice(first, first + chunk_size)
         energies[part] = backend.to_host(energy(
             x64, backend.to_device(state.mu[part] - mean, dtype="float64"),
-            backend.to_device(tau[part], dtype="float64"), prior64))
+            backend.to_device(tau[part], dtype="float64"), prior64,
+            block_rows=N if on_gpu else 64))
+
+    firsts = range(0, len(betas), chunk_size)
+    if workers == 1:          # in this thread (the GPU path)
+        state.run()
+        for first in firsts:
+            order_parameter(first)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for future in [pool.submit(state.run) for _ in range(workers)]:
+                future.result()
+            list(pool.map(order_parameter, firsts))
     return FixedPoints(betas=betas, sigma=sigma, mu=state.mu, energy=energies,
                        n_iter=state.n_iter, converged=state.last_step < tol,
                        last_step=state.last_step, mu0=start, centres=centres,
