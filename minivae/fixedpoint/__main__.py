@@ -79,8 +79,8 @@ def build_parser():
     g.add_argument("--backend", choices=backend.BACKENDS, default=None,
                    help="array backend (default: $MINIVAE_BACKEND or numpy)")
     g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="precision of the iteration; float32 is ~1.5-2x faster on CPUs, with "
-                        "logits accurate to ~1e-7/τ (default: float64)")
+                   help="precision of the iteration; float32 is ~2x faster on CPUs, with "
+                        "logits accurate to ~1e-7·‖x‖²/τ (default: float64)")
     g.add_argument("--chunk-size", type=int, default=None,
                    help="β advanced together as one array (default: 4 on numpy, all on cupy)")
     g.add_argument("--workers", type=int, default=None,

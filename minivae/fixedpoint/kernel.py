@@ -14,19 +14,24 @@ How :func:`transition` stays exact in the log domain yet cheap (it is the hot lo
 
 * The row-constant ‖x_i‖² and the column-constant ‖μ_k‖² go into one GEMM with
   augmented vectors, [x_i, 1, −‖x_i‖²]·[2μ_k/τ; log π_k − ‖μ_k‖²/τ; 1/τ], which
-  yields the logits −‖x_i − μ_k‖²/τ + log π_k directly: they are ≤ 0 (up to
-  the prior), so no row-max pass is needed to make exp safe.
+  yields the logits −‖x_i − μ_k‖²/τ + log π_k − max log π directly: they are ≤ 0,
+  so no row-max pass is needed to make exp safe. The GEMM is scaled by log2(e) and
+  followed by exp2, which is about twice as fast as exp on CPUs. In float32 this
+  expansion costs absolute logit errors of ~1e-7·(‖x‖² + ‖μ‖²)/τ (the data are
+  centred by the solver); in float64 they are ~1e-16·(…)/τ.
 * Logits are clamped from below before exp (at −600 in float64, −60 in float32):
   exp of very negative numbers and denormal arithmetic are 10–50× slower on CPUs,
   and the clamped entries are negligible next to what they are summed with
-  (see ``_LIMITS``).
+  (see ``_LIMITS``). When no logit of the batch can reach the clamp
+  (max‖x‖ + max‖μ‖ is small next to τ) the pass is skipped: same result.
 * A row whose largest logit is itself tiny (a point far from every μ_k relative to
   τ) is recomputed with the exact max shift (logsumexp).
 * A column with (numerically) zero mass Σ_i W_ik — a cell that no point claims,
   common at small β — is recomputed as a softmax over i of log W_ik (log domain),
   so μ_k still moves to the point(s) that claim it most rather than to 0/0.
 * The N points are processed in blocks of rows small enough to stay in cache (and
-  to keep each BLAS call single-threaded, so that β chunks can run on threads).
+  to keep each BLAS call single-threaded, so that β chunks can run on threads);
+  row sums are a GEMV, which is 3× faster than ``sum`` here.
 """
 from __future__ import annotations
 
