@@ -58,8 +58,9 @@ def trajectory_figure(path, x, rows, max_cells=1024):
                                              alpha=0.5, zorder=2))
             ax.scatter(path_kd[-1, cells, 0], path_kd[-1, cells, 1], s=3, c="tab:red",
                        lw=0, zorder=3)
-            ax.set_xlim(-1.05, 1.05)
-            ax.set_ylim(-1.05, 1.05)
+            reach = 1.05 * max(1.0, float(numpy.abs(x).max()), float(numpy.abs(path_kd).max()))
+            ax.set_xlim(-reach, reach)
+            ax.set_ylim(-reach, reach)
             ax.set_aspect("equal")
             ax.set_title(f"{label}  β={fp.betas[c]:.3g}  ({fp.n_iter[c]} it)", fontsize=8)
     fig.tight_layout()
