@@ -115,6 +115,7 @@ def test_cli_trains_prints_accuracy_and_refuses_to_overwrite(tmp_path, capsys):
     assert "epochs" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_MNIST, reason="real MNIST files not in /work/shared/data")
 def test_mnist_subset_accuracy(tmp_path):
     result = train_classifier("mnist", str(tmp_path / "m"), epochs=3, batch_size=32, data_dir=MNIST_DIR,

@@ -256,6 +256,7 @@ def test_a_non_finite_constraint_stops_the_run(tmp_path, monkeypatch):
         trainer.run()
 
 
+@pytest.mark.slow
 def test_short_sprites_run_meets_a_reachable_re_tolerance(tmp_path):
     """κ = 0.2 (MSE ≤ 0.04) is reachable by a small dense VAE on sprites in a few hundred steps;
     GECO must end with C_ma ≤ 0 (to 10 % of κ²) and λ settled (its last 60 steps change it < 20 %)."""
