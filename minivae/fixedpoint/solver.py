@@ -129,8 +129,9 @@ def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_I
     masses (uniform by default); mu0 (K, D) optional start instead of the noisy grid
     (required when D != 2); lipschitz a :class:`LipschitzConstraint` (or None);
     dtype 'float64' (default: exact at small β) or 'float32' (about 2× faster on
-    CPUs, logits accurate to ~1e-7·(‖x‖² + ‖μ‖²)/τ about the data mean); chunk_size β per batch (default 4 on NumPy,
-    all on CuPy); workers threads (default: min(2, CPUs) on NumPy, 1 on CuPy);
+    CPUs, logits accurate to ~1e-7·(‖x‖² + ‖μ‖²)/τ about the data mean);
+    chunk_size β per batch (default 4 on NumPy, all on CuPy); workers threads
+    (default: min(2, CPUs) on NumPy, 1 on CuPy);
     record the indices of β whose whole trajectory is kept.
     """
     xp = backend.xp()
