@@ -28,11 +28,9 @@ modified only when the whole checkpoint fits it.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import operator
 import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ import numpy
 
 from . import backend
 from .autograd import Tensor
+from .fileio import atomic_file
 
 FORMAT = "minivae-checkpoint"
 FORMAT_VERSION = 1
@@ -160,28 +159,12 @@ def _split_arrays(tree, path, arrays):
 
 
 def _atomic_savez(path: str, arrays: dict) -> None:
-    """``numpy.savez`` into a temp file beside ``path``, fsync, then ``os.replace``."""
+    """``numpy.savez`` through :func:`minivae.fileio.atomic_file` (temp file, fsync, rename)."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write checkpoint {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            numpy.savez(f, allow_pickle=False, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt included: never leave the temp file behind
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX; not on Windows)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with atomic_file(path) as f:
+        numpy.savez(f, allow_pickle=False, **arrays)
 
 
 # ============================================================================ loading

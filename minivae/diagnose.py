@@ -11,32 +11,37 @@ and under "diagnostics" in report.json; figures when matplotlib is installed.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
 import numpy
 
+from .nn.evaluation import batched_map, evaluating
+from .run.cli import CommandParser, command_main, common_flags, finite_float, positive_int
 from .vae.diagnostics import INACTIVE_THRESHOLD
 
 
+def threshold_value(text):
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive variance threshold, got {text!r}")
+    return value
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m minivae.diagnose", description=__doc__.split("\n\n")[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CommandParser(prog="python -m minivae.diagnose", description=__doc__.split("\n\n")[1],
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by python -m minivae.train")
     p.add_argument("--split", choices=("test", "train"), default="test", help="data split to encode [default: test]")
-    p.add_argument("--n", type=int, default=None, help="use the first N images of the split [default: all]")
-    p.add_argument("--n-gain", type=int, default=2000,
+    p.add_argument("--n", type=positive_int, default=None, help="use the first N images of the split [default: all]")
+    p.add_argument("--n-gain", type=positive_int, default=2000,
                    help="images for the reconstruction gain (k + 1 decoder passes each) [default: 2000]")
-    p.add_argument("--marginal-n", type=int, default=10000,
+    p.add_argument("--marginal-n", type=positive_int, default=10000,
                    help="encoded examples N defining q(z) for the marginal KL [default: 10000]")
-    p.add_argument("--marginal-samples", type=int, default=2000,
+    p.add_argument("--marginal-samples", type=positive_int, default=2000,
                    help="Monte-Carlo draws z ~ q(z) for the marginal KL [default: 2000]")
-    p.add_argument("--threshold", type=float, default=INACTIVE_THRESHOLD,
-                   help=f"a variable is inactive when Var μ_j < threshold [default: {INACTIVE_THRESHOLD}]")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the Monte-Carlo draws [default: 0]")
-    p.add_argument("--data-dir", help="where the run's data are now (overrides the run's config)")
-    p.add_argument("--backend", choices=("numpy", "cupy"), help="override the run's backend")
+    p.add_argument("--threshold", type=threshold_value, default=INACTIVE_THRESHOLD,
+                   help=f"a variable is inactive when Var μ_j < threshold (> 0) [default: {INACTIVE_THRESHOLD}]")
+    common_flags(p, seed_help="random seed of the Monte-Carlo draws")
     p.add_argument("--no-save", action="store_true", help="print only; write nothing")
     return p
 
@@ -44,14 +49,15 @@ def build_parser():
 def diagnose_run(run_dir, split="test", n=None, n_gain=2000, marginal_n=10000, marginal_samples=2000,
                  threshold=INACTIVE_THRESHOLD, seed=0, data_dir=None, backend_name=None) -> dict:
     """All diagnostics of ``run_dir`` as a JSON-ready dict."""
-    from .twostage import generate, has_stage2, load_stage1, load_stage2  # noqa: PLC0415
+    from .run.load import has_stage2, load_run, load_stage2  # noqa: PLC0415
+    from .twostage import generate  # noqa: PLC0415
     from .vae.diagnostics import encode_dataset, latent_statistics, marginal_kl, reconstruction_gain  # noqa: PLC0415
     from .vae.metrics import variance_loss  # noqa: PLC0415
     for name, value in (("--n", n), ("--n-gain", n_gain), ("--marginal-n", marginal_n),
                         ("--marginal-samples", marginal_samples)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
-    stage1 = load_stage1(run_dir, backend_name)
+    stage1 = load_run(run_dir, backend_name)
     train, test = stage1.load_data(data_dir)
     images = (test if split == "test" else train).images
     images = images[:n] if n else images
@@ -83,13 +89,8 @@ def diagnose_run(run_dir, split="test", n=None, n_gain=2000, marginal_n=10000, m
 
 
 def _decode(model, z, batch_size=1000):
-    from . import backend  # noqa: PLC0415
-    from .autograd import Tensor, no_grad  # noqa: PLC0415
-    out = []
-    with no_grad():
-        for start in range(0, len(z), batch_size):
-            out.append(backend.to_host(model.decode(Tensor(backend.to_device(z[start:start + batch_size]))).data))
-    return numpy.concatenate(out)
+    with evaluating(model):
+        return batched_map(model.decode, z, batch_size=batch_size)
 
 
 def format_table(d: dict) -> str:
@@ -100,9 +101,10 @@ def format_table(d: dict) -> str:
                      f"{pv['kl'][j]:>8.3f} {pv['reconstruction_gain'][j]:>10.5f}  {'yes' if pv['active'][j] else 'no'}")
     mk, vl = d["marginal_kl"], d["variance_loss"]
     lines += [
-        f"active latents: {d['active_count']}/{d['latent_dim']} (Var mu >= {d['inactive_threshold']}), "
+        f"active latents: {d['active_count']}/{d['latent_dim']} (Var mu >= {d['inactive_threshold']}; an inactive one carries no information, "
+        f"its E s2 ≈ 1), "
         f"{d['n_examples']} {d['split']} images",
-        f"variance law mean: {d['variance_law_mean']:.4f}",
+        f"variance law mean: {d['variance_law_mean']:.4f} (expected ≈ 1 for active and inactive variables alike)",
         f"average KL E_x KL(q(z|x)||p): {d['average_kl']:.4f} nats",
         f"marginal KL KL(q(z)||p): {mk['marginal_kl']:.4f} ± {mk['marginal_kl_stderr']:.4f} nats "
         f"(q(z) over N = {mk['n_data']} examples, {mk['n_samples']} draws)",
@@ -111,33 +113,29 @@ def format_table(d: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from .backend import BackendError  # noqa: PLC0415
-    from .checkpoint import CheckpointError  # noqa: PLC0415
-    from .imageio import atomic_write_bytes  # noqa: PLC0415
+def diagnose(args) -> int:
+    from .run.folder import RunFolder  # noqa: PLC0415
+    folder = RunFolder(args.run_dir)
+    if not args.no_save and folder.is_run():
+        folder.lock("python -m minivae.diagnose")   # report.json is read-modify-written
     try:
         d = diagnose_run(args.run_dir, args.split, args.n, args.n_gain, args.marginal_n, args.marginal_samples,
                          args.threshold, args.seed, args.data_dir, args.backend)
-    except KeyboardInterrupt:
-        return 130
-    except (ValueError, FileNotFoundError, CheckpointError, BackendError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(d))
-    if not args.no_save:
-        def dump(path, obj):
-            atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-        dump(os.path.join(args.run_dir, "diagnostics.json"), d)
-        report_path = os.path.join(args.run_dir, "report.json")
-        report = json.load(open(report_path)) if os.path.isfile(report_path) else {}
-        report["diagnostics"] = d
-        dump(report_path, report)
-        written = [os.path.join(args.run_dir, "diagnostics.json")]
+        print(format_table(d))
+        if args.no_save:
+            return 0
+        written = [folder.write_json("diagnostics.json", d)]
+        folder.update_report("diagnostics", d)
         from .plots import write_training_plots  # noqa: PLC0415
         written += write_training_plots(args.run_dir)
         print("wrote " + ", ".join(written), file=sys.stderr)
+    finally:
+        folder.unlock()
     return 0
+
+
+def main(argv=None) -> int:
+    return command_main(build_parser, diagnose, argv)
 
 
 if __name__ == "__main__":

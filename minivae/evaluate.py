@@ -15,39 +15,36 @@ Writes ``metrics`` into RUN_DIR/report.json and a grid of each way's samples
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
 
 import numpy
 
+from .run.cli import CommandParser, command_main, common_flags, finite_float, positive_int
+
 FD_NOTE = ("Fréchet distance on features of minivae's own classifier: not comparable with "
            "Inception-based FID values published elsewhere")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m minivae.evaluate", description=__doc__.split("\n\n")[0],
-                                epilog=FD_NOTE)
+    p = CommandParser(prog="python -m minivae.evaluate", description=__doc__.split("\n\n")[0], epilog=FD_NOTE)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by python -m minivae.train")
-    p.add_argument("--k", type=int, default=100, help="importance samples K of the IWAE bound [default: 100]")
-    p.add_argument("--n-iwae", type=int, default=1000, help="test images scored by IWAE [default: 1000]")
-    p.add_argument("--n-refit", type=int, default=10000,
+    p.add_argument("--k", type=positive_int, default=100, help="importance samples K of the IWAE bound [default: 100]")
+    p.add_argument("--n-iwae", type=positive_int, default=1000, help="test images scored by IWAE [default: 1000]")
+    p.add_argument("--n-refit", type=positive_int, default=10000,
                    help="training images used to re-fit σ* of the β-independent NLL [default: 10000]")
-    p.add_argument("--n-nll", type=int, default=10000,
+    p.add_argument("--n-nll", type=positive_int, default=10000,
                    help="test images scored by the β-independent NLL [default: 10000]")
-    p.add_argument("--gamma", type=float, default=None,
+    p.add_argument("--gamma", type=finite_float, default=None,
                    help="decoder variance γ for IWAE [default: the run's γ; σ*² for runs without one (GECO)]")
     p.add_argument("--classifier", default=None,
                    help="folder or .npz of a classifier from python -m minivae.classifier "
                         "[default: runs/classifier-<dataset>]")
-    p.add_argument("--n-fd", type=int, default=10000,
+    p.add_argument("--n-fd", type=positive_int, default=10000,
                    help="real and generated images per Fréchet distance [default: 10000]")
     p.add_argument("--no-fd", action="store_true", help="skip the Fréchet distances (no classifier needed)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of every draw [default: 0]")
-    p.add_argument("--data-dir", help="where the run's data are now (overrides the run's config)")
-    p.add_argument("--backend", choices=("numpy", "cupy"), help="override the run's backend")
+    common_flags(p, seed_help="random seed of every draw")
     return p
 
 
@@ -80,7 +77,8 @@ def load_feature_classifier(path, dataset, image_shape):
 def frechet_section(stage1, train, test, classifier, n_fd, seed, out_dir=None):
     """Fréchet distances of every sampling way (and references) against the test images."""
     from .imageio import save_grid  # noqa: PLC0415
-    from .twostage import generate, has_stage2, load_stage2  # noqa: PLC0415
+    from .run.load import has_stage2, load_stage2  # noqa: PLC0415
+    from .twostage import generate  # noqa: PLC0415
     from .vae.diagnostics import encode_dataset  # noqa: PLC0415
     from .vae.metrics import classifier_features, frechet_distance_features  # noqa: PLC0415
     real = test.images[:n_fd]
@@ -92,8 +90,10 @@ def frechet_section(stage1, train, test, classifier, n_fd, seed, out_dir=None):
         for renorm in ("off", "scalar", "per-dim"):
             ways[f"stage2_{renorm}"] = generate(stage1.model, n, stage2=stage2, renorm=renorm, seed=seed)
     mu, _ = encode_dataset(stage1.model, real)
-    from .diagnose import _decode  # noqa: PLC0415
-    refs = {"reconstructions": _decode(stage1.model, mu), "train_images": train.images[:n]}
+    from .nn.evaluation import batched_map, evaluating  # noqa: PLC0415
+    with evaluating(stage1.model):
+        recon = batched_map(stage1.model.decode, mu, batch_size=1000)
+    refs = {"reconstructions": recon, "train_images": train.images[:n]}
     out = {"n": n, "feature_dim": int(real_f.shape[1]), "note": FD_NOTE, "samples": {}, "references": {}}
     for group, items in (("samples", ways), ("references", refs)):
         for name, images in items.items():
@@ -110,18 +110,18 @@ def frechet_section(stage1, train, test, classifier, n_fd, seed, out_dir=None):
 
 def evaluate_run(run_dir, k=100, n_iwae=1000, n_refit=10000, n_nll=10000, gamma=None, classifier=None,
                  n_fd=10000, no_fd=False, seed=0, data_dir=None, backend_name=None, write_grids=True) -> dict:
-    from .twostage import load_stage1  # noqa: PLC0415
+    from .run.load import load_run  # noqa: PLC0415
     from .vae.metrics import MetricError, beta_independent_nll, iwae_nll, refit_sigma  # noqa: PLC0415
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise MetricError(f"--k (importance samples) must be a positive integer, got {k}")
     for name, value in (("--n-iwae", n_iwae), ("--n-refit", n_refit), ("--n-nll", n_nll), ("--n-fd", n_fd)):
         if value < 1:
             raise MetricError(f"{name} must be a positive integer, got {value}")
-    stage1 = load_stage1(run_dir, backend_name)
+    stage1 = load_run(run_dir, backend_name)
     train, test = stage1.load_data(data_dir)
     fd_classifier = None
     if not no_fd:  # fail early, before the slow parts
-        fd_classifier, classifier = load_feature_classifier(classifier, stage1.config["dataset"], stage1.input_shape)
+        fd_classifier, classifier = load_feature_classifier(classifier, stage1.config.data.dataset, stage1.input_shape)
     metrics = {"seed": seed}
     t0 = time.perf_counter()
     sigma_star = refit_sigma(stage1.model, train.images[:n_refit], seed=seed)
@@ -153,30 +153,29 @@ def evaluate_run(run_dir, k=100, n_iwae=1000, n_refit=10000, n_nll=10000, gamma=
     return metrics
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from .backend import BackendError  # noqa: PLC0415
-    from .checkpoint import CheckpointError  # noqa: PLC0415
-    from .imageio import atomic_write_bytes  # noqa: PLC0415
+def evaluate(args) -> int:
+    from .fileio import jsonable  # noqa: PLC0415
+    from .run.folder import RunFolder  # noqa: PLC0415
+    if args.gamma is not None and not args.gamma > 0:
+        raise ValueError(f"--gamma is a variance and must be > 0, got {args.gamma}")
+    folder = RunFolder(args.run_dir)
+    if folder.is_run():
+        folder.lock("python -m minivae.evaluate")   # report.json is read-modify-written
     try:
         metrics = evaluate_run(args.run_dir, args.k, args.n_iwae, args.n_refit, args.n_nll, args.gamma,
                                args.classifier, args.n_fd, args.no_fd, args.seed, args.data_dir, args.backend)
-    except KeyboardInterrupt:
-        return 130
-    except (ValueError, FileNotFoundError, CheckpointError, BackendError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    report_path = os.path.join(args.run_dir, "report.json")
-    report = {}
-    if os.path.isfile(report_path):
-        with open(report_path) as f:
-            report = json.load(f)
-    report["metrics"] = metrics
-    atomic_write_bytes(report_path, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
-    print(json.dumps(metrics, indent=2))
+        folder.update_report("metrics", metrics)
+    finally:
+        folder.unlock()
+    import json  # noqa: PLC0415
+    print(json.dumps(jsonable(metrics), indent=2))
     if "frechet" in metrics:
         print(f"note: {FD_NOTE}", file=sys.stderr)
     return 0
+
+
+def main(argv=None) -> int:
+    return command_main(build_parser, evaluate, argv)
 
 
 if __name__ == "__main__":

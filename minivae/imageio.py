@@ -4,12 +4,12 @@ Pillow is not a dependency; a grayscale or RGB 8-bit PNG needs only a few chunks
 """
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 import zlib
 
 import numpy
+
+from .fileio import atomic_write_bytes  # noqa: F401  (re-exported: the one atomic writer)
 
 
 def image_grid(images, nrow: int | None = None, padding: int = 2, pad_value: float = 1.0) -> numpy.ndarray:
@@ -55,25 +55,46 @@ def write_png(path, image) -> None:
     atomic_write_bytes(path, encode_png(image))
 
 
-def save_grid(path, images, nrow: int | None = None, scale: int = 1) -> None:
-    """Write a grid of (N, C, H, W) images; ``scale`` > 1 enlarges pixels (nearest) for viewing."""
+# A 3×5 pixel font for row labels (lower-case letters, digits, a few signs): each glyph is
+# five rows of three bits. Enough to say which row is which without an image library.
+_FONT = dict(zip("abcdefghijklmnopqrstuvwxyz0123456789-.=/ ", (
+    "010101111101101", "110101110101110", "011100100100011", "110101101101110", "111100110100111",
+    "111100110100100", "011100101101011", "101101111101101", "111010010010111", "001001001101010",
+    "101101110101101", "100100100100111", "101111111101101", "110101101101101", "010101101101010",
+    "110101110100100", "010101101110011", "110101110101101", "011100010001110", "111010010010010",
+    "101101101101111", "101101101101010", "101101111111101", "101101010101101", "101101010010010",
+    "111001010100111", "111101101101111", "010110010010111", "110001010100111", "110001010001110",
+    "101101111001001", "111100110001110", "011100110101010", "111001010010010", "010101010101010",
+    "010101011001110", "000000111000000", "000000000000010", "000111000111000", "001001010100100",
+    "000000000000000")))
+
+
+def _label_column(labels, rows: int, cell: int, padding: int) -> numpy.ndarray:
+    """A (rows·(cell+padding)+padding, width) white strip with ``labels[r % len(labels)]`` written,
+    in dark 3×5 glyphs, at the top of each grid row."""
+    text = [labels[r % len(labels)].lower() for r in range(rows)]
+    width = 4 * max(len(t) for t in text) + 3
+    strip = numpy.ones((rows * (cell + padding) + padding, width), dtype=numpy.float32)
+    for r, label in enumerate(text):
+        top = padding + r * (cell + padding) + max(0, (cell - 5) // 2)
+        for i, ch in enumerate(label):
+            bits = _FONT.get(ch, _FONT[" "])
+            glyph = numpy.array([int(b) for b in bits], dtype=numpy.float32).reshape(5, 3)
+            strip[top:top + 5, 2 + 4 * i:5 + 4 * i] = 1.0 - 0.85 * glyph
+    return strip
+
+
+def save_grid(path, images, nrow: int | None = None, scale: int = 1, row_labels=None) -> None:
+    """Write a grid of (N, C, H, W) images; ``scale`` > 1 enlarges pixels (nearest) for viewing.
+
+    ``row_labels`` (e.g. ``["original", "reconstruction"]``) are written, cycling, left of the rows.
+    """
     grid = image_grid(images, nrow)
+    if row_labels:
+        n, c, h, _ = numpy.asarray(images).shape
+        rows = -(-n // (nrow or int(numpy.ceil(numpy.sqrt(n)))))
+        strip = _label_column(row_labels, rows, h, 2)
+        grid = numpy.concatenate([numpy.repeat(strip[None], grid.shape[0], axis=0), grid], axis=2)
     if scale > 1:
         grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
     write_png(path, grid)
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -185,7 +185,7 @@ def test_from_params_parses_the_cli_values():
 
 
 @pytest.mark.parametrize("params,match", [
-    ({"constraint": "ssim", "kappa": "0.1"}, "unknown geco constraint 'ssim'"),
+    ({"constraint": "ssim", "kappa": "0.1"}, "constraint: unknown value 'ssim'"),
     ({"constraint": "re", "kappa": "-0.1"}, "must be positive"),
     ({"constraint": "pncc", "kappa": "1.0"}, r"\(0, 1\)"),
     ({"constraint": "re"}, "needs a tolerance --kappa"),
@@ -203,13 +203,16 @@ def test_bad_parameters_are_refused(params, match):
 def test_cla_refuses_unlabelled_data_and_a_missing_classifier(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     images = np.zeros((4, 1, 8, 8), dtype=np.float32)
+    from minivae.run.build import load_classifier_for
     with pytest.raises(ValueError, match="needs labels"):
-        build_objective("geco", constraint="cla", kappa="0.9", dataset=Dataset(images, name="blank"))
+        load_classifier_for(None, "blank", Dataset(images, name="blank"))
     labelled = Dataset(images, labels=np.array([0, 1, 0, 1]), name="blank")
     with pytest.raises(ValueError, match=r"python -m minivae.classifier --dataset blank"):
-        build_objective("geco", constraint="cla", kappa="0.9", dataset=labelled)
-    with pytest.raises(ValueError, match="not found"):
-        build_objective("geco", constraint="cla", kappa="0.9", dataset=labelled, classifier="nowhere.npz")
+        load_classifier_for(None, "blank", labelled)
+    with pytest.raises(ValueError, match="found none at 'nowhere.npz'"):
+        load_classifier_for("nowhere.npz", "blank", labelled)
+    with pytest.raises(ValueError, match="needs a trained classifier model"):
+        build_objective("geco", constraint="cla", kappa="0.9")
 
 
 def test_cli_refuses_bad_geco_input_before_training(tmp_path, capsys):

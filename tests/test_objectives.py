@@ -110,7 +110,7 @@ def test_learned_gamma_lower_bound():
 def test_bad_objective_requests():
     with pytest.raises(ValueError, match="unknown objective 'nope'; choose one of"):
         build_objective("nope")
-    with pytest.raises(ValueError, match="gamma must be positive"):
+    with pytest.raises(ValueError, match="gamma must be > 0"):
         build_objective("elbo", gamma=-1.0)
     with pytest.raises(ValueError, match="objective 'balanced'"):
         build_objective("balanced", gamma_min=0.1)

@@ -69,16 +69,16 @@ def test_refusals(tmp_path, capsys):
     assert main(SMALL + ["--epochs", "1", "--out", out]) == 0
     before = {n: os.path.getmtime(os.path.join(out, n)) for n in RUN_FILES}
     assert main(SMALL + ["--epochs", "1", "--out", out]) == 2
-    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
     assert main(SMALL + ["--epochs", "1", "--out", out, "--resume", "--latent-dim", "5"]) == 2
     assert "holds a different run (latent_dim: run has 4, now 5)" in capsys.readouterr().err
     assert {n: os.path.getmtime(os.path.join(out, n)) for n in RUN_FILES} == before  # nothing overwritten
     for args, message in [(["--dataset", "nope"], "unknown dataset 'nope'"),
                           (["--objective", "nope"], "unknown objective 'nope'"),
-                          (["--preset", "nope"], "unknown preset 'nope'"),
+                          (["--preset", "nope"], "preset: unknown value 'nope'"),
                           (["--dataset", "sprites", "--image-size", "32", "--preset", "mnist-dense"],
                            "preset 'mnist-dense' takes images of shape (1, 28, 28)"),
-                          (["--resume"], "has no config.json; is it a minivae run folder?")]:
+                          (["--resume"], "holds no run to resume")]:
         assert main(["--out", str(tmp_path / "fresh"), "--n-train", "100", *args]) == 2
         assert message in capsys.readouterr().err
 
@@ -100,9 +100,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     original = trainer.objective.loss
     calls = {"n": 0}
 
-    def poisoned(x, out):
+    def poisoned(x, out, labels=None):
         calls["n"] += 1
-        loss, terms = original(x, out)
+        loss, terms = original(x, out, labels)
         if calls["n"] == 12:  # in the second epoch, after the epoch-1 checkpoint (step 9)
             terms["kl"] = float("nan")
         return loss, terms
@@ -128,7 +128,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "interrupted: checkpoint saved at step" in err
+    assert "checkpoint written at step" in err
     step = int(np.load(out / "checkpoint.npz")["step"])
     assert step >= 6
     assert main(["--out", str(out), "--resume", "--max-steps", str(step + 2)]) == 0

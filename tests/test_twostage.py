@@ -10,9 +10,11 @@ import pytest
 from minivae import Tensor, backend, gradcheck
 from minivae.checkpoint import save_checkpoint
 from minivae.train.__main__ import main as train_main
-from minivae.twostage import (LatentMoments, SecondStageVAE, Stage2, TwoStageError, generate, load_stage1,
-                              load_stage2, per_dim_renormalise, renormalise, scalar_renormalise)
-from minivae.twostage.training import STAGE2_DEFAULTS, Stage2Trainer, check_stage2_config
+from minivae.run.load import Stage2, load_stage2
+from minivae.run.load import load_run as load_stage1
+from minivae.run.stage2 import Stage2Trainer, TwoStageError, check_stage2_config
+from minivae.twostage import (LatentMoments, SecondStageVAE, generate, per_dim_renormalise, renormalise,
+                              scalar_renormalise)
 from minivae.vae import DenseVAE, build_objective
 
 
@@ -200,15 +202,15 @@ def test_stage2_refused_after_stage1_changed(tiny_run, tmp_path):
     assert _stage2(run, "--max-steps", "2") == 0
     stage1 = load_stage1(run)
     stage1.model.parameters()[0].data[...] += 0.1  # "stage 1 trained further"
-    save_checkpoint(os.path.join(run, "checkpoint.npz"), stage1.model, config=stage1.config, step=99,
+    save_checkpoint(os.path.join(run, "checkpoint.npz"), stage1.model, config=stage1.config.to_json(), step=99,
                     objective_state=stage1.checkpoint.objective_state)
-    with pytest.raises(TwoStageError, match="another stage-1 checkpoint"):
+    with pytest.raises(ValueError, match="another stage-1 checkpoint"):
         load_stage2(load_stage1(run))
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--objective", "elbo"], "learned or balanced"),
-    (["--latent-dim", "5"], "equals stage 1's"),
+    (["--objective", "elbo"], "choose from: learned-gamma, balanced"),
+    (["--latent-dim", "5"], "--latent-dim 5 (the stage-1 run has"),
     (["--preset", "mnist-dense"], "--preset"),
     (["--dataset", "mnist"], "--dataset mnist"),
 ])
@@ -227,7 +229,7 @@ def test_stage2_on_a_folder_without_a_stage1_checkpoint(tiny_run, tmp_path, caps
     from minivae.sample import main as sample_main
     assert sample_main([str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match="no second stage"):
+    with pytest.raises(ValueError, match="no second stage"):
         run = tmp_path / "nostage2"
         import shutil
         shutil.copytree(tiny_run, run)
@@ -240,7 +242,7 @@ def test_stage2_on_a_folder_without_a_stage1_checkpoint(tiny_run, tmp_path, caps
 def test_stage2_batches_draw_fresh_eps_every_time(tiny_run):
     stage1 = load_stage1(tiny_run)
     train, _ = stage1.load_data()
-    config = check_stage2_config({**STAGE2_DEFAULTS, "hidden": [8], "batch_size": 16, "epochs": 1}, stage1)
+    config = check_stage2_config({"hidden": [8], "batch_size": 16, "epochs": 1}, stage1)
     trainer = Stage2Trainer(stage1, config, train.images, log=lambda *_: None)
     seen = []
     forward = trainer.model.forward

@@ -15,6 +15,7 @@ import numpy
 
 from .. import backend, ops
 from ..autograd import Tensor, no_grad
+from ..nn.evaluation import batched_map, evaluating
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..data import BatchIterator, load_dataset
 from ..optim import Adam
@@ -45,12 +46,10 @@ def cross_entropy(logits, labels):
 
 def predict(model, images, batch_size: int = 1000) -> numpy.ndarray:
     """Predicted classes of host images (N, C, H, W), no graph."""
-    out = []
-    with no_grad():
-        for start in range(0, len(images), batch_size):
-            logits = model(Tensor(backend.to_device(images[start:start + batch_size])))
-            out.append(backend.to_host(logits.data).argmax(axis=1))
-    return numpy.concatenate(out) if out else numpy.zeros(0, dtype=numpy.int64)
+    if len(images) == 0:
+        return numpy.zeros(0, dtype=numpy.int64)
+    with evaluating(model):
+        return batched_map(model, images, batch_size=batch_size).argmax(axis=1)
 
 
 def accuracy(model, images, labels, batch_size: int = 1000) -> float:

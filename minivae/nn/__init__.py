@@ -3,8 +3,9 @@ from .activation import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh,
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .container import Flatten, Reshape, Sequential
 from .conv import Conv2d, ConvTranspose2d
+from .evaluation import batched_map, evaluating
 from .linear import Linear
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "Conv2d", "ConvTranspose2d", "ELU", "Flatten", "Identity", "LeakyReLU", "Linear", "Module", "Parameter", "ReLU",
-           "Reshape", "Sequential", "Sigmoid", "Softplus", "Tanh", "activation"]
+           "Reshape", "Sequential", "Sigmoid", "Softplus", "Tanh", "activation", "batched_map", "evaluating"]

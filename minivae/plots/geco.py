@@ -43,6 +43,8 @@ def read_geco_run(run_dir):
         return None
     with open(config_path) as f:
         config = json.load(f)
+    if isinstance(config.get("objective"), dict):  # the sectioned record (config version 2)
+        config = {**config["objective"], "objective": config["objective"].get("name")}
     if config.get("objective") != "geco":
         return None
     names = [str(n).strip().lower() for n in _as_list(config.get("constraint") or "re")]

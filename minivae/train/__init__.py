@@ -1,8 +1,16 @@
-"""``python -m minivae.train``: the training command and its loop."""
-from .config import DEFAULTS, ConfigError, build_parser, resolve
-from .trainer import Trainer, TrainingError
+"""``python -m minivae.train``: the training command (thin: parse, call the run layer, report).
 
-__all__ = ["DEFAULTS", "ConfigError", "Trainer", "TrainingError", "build_parser", "main", "resolve"]
+The loop itself is :class:`minivae.run.Trainer`; the configuration :mod:`minivae.run.config`.
+"""
+from ..run.config import ConfigError, RunConfig, resolve
+from ..run.training import Trainer, TrainingError
+
+__all__ = ["ConfigError", "RunConfig", "Trainer", "TrainingError", "build_parser", "main", "resolve"]
+
+
+def build_parser():
+    from .__main__ import build_parser as _build  # noqa: PLC0415
+    return _build()
 
 
 def main(argv=None):

@@ -16,14 +16,15 @@ import math
 import numpy
 
 from .. import backend
-from ..autograd import Tensor, no_grad
+from ..autograd import Tensor
+from ..nn.evaluation import batched_map, evaluating
 from .renormalise import renormalise
 
 
 def generate(stage1_model, n: int, *, stage2=None, renorm: str = "off", gamma_noise: bool = False,
              seed: int = 0, batch_size: int = 1000, return_codes: bool = False):
     """``n`` images (host float32, (n, C, H, W), the decoder mean) from the prior of stage 1, or
-    through ``stage2`` (a :class:`~minivae.twostage.run.Stage2`) when given.
+    through ``stage2`` (a :class:`~minivae.run.Stage2`) when given.
 
     With ``return_codes`` also returns the codes fed to decoder₁ (host float64, (n, k)).
     """
@@ -39,44 +40,27 @@ def generate(stage1_model, n: int, *, stage2=None, renorm: str = "off", gamma_no
     k = stage1_model.latent_dim
     images, codes = [], []
     models = [stage1_model] + ([stage2.model] if stage2 is not None else [])
-    was = [m.training for m in models]
-    for m in models:
-        m.eval()
-    try:
-        with no_grad():
-            for start in range(0, n, batch_size):
-                b = min(batch_size, n - start)
-                u = gen.standard_normal((b, k))
-                z = Tensor(backend.to_device(u))
-                if stage2 is not None:
-                    z = stage2.model.decode(z).data
-                    if gamma_noise:
-                        z = z + math.sqrt(stage2.gamma_z) * backend.to_device(gen.standard_normal((b, k)))
-                    z = Tensor(renormalise(z, renorm, stage2.moments))
-                x = stage1_model.decode(z)
-                images.append(backend.to_host(x.data).astype(numpy.float32))
-                if return_codes:
-                    codes.append(backend.to_host(z.data).astype(numpy.float64))
-    finally:
-        for m, w in zip(models, was):
-            m.train(w)
+    with evaluating(*models):
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            u = gen.standard_normal((b, k))
+            z = Tensor(backend.to_device(u))
+            if stage2 is not None:
+                z = stage2.model.decode(z).data
+                if gamma_noise:
+                    z = z + math.sqrt(stage2.gamma_z) * backend.to_device(gen.standard_normal((b, k)))
+                z = Tensor(renormalise(z, renorm, stage2.moments))
+            x = stage1_model.decode(z)
+            images.append(backend.to_host(x.data).astype(numpy.float32))
+            if return_codes:
+                codes.append(backend.to_host(z.data).astype(numpy.float64))
     images = numpy.concatenate(images)
     return (images, numpy.concatenate(codes)) if return_codes else images
 
 
 def stage2_reconstruction(stage2_model, codes, *, seed: int = 0, batch_size: int = 1000):
     """ẑ = decoder₂(u), u ~ q(u|z) for each code z (host float64) -- the authors' ``reconstruct2``."""
-    gen = numpy.random.default_rng(seed)
-    out = []
-    was = stage2_model.training
-    stage2_model.eval()
-    try:
-        with no_grad():
-            for start in range(0, len(codes), batch_size):
-                zb = codes[start:start + batch_size]
-                eps = backend.to_device(gen.standard_normal(zb.shape))
-                res = stage2_model(Tensor(backend.to_device(zb)), eps=eps)
-                out.append(backend.to_host(res.x_hat.data).astype(numpy.float64))
-    finally:
-        stage2_model.train(was)
-    return numpy.concatenate(out)
+    eps = numpy.random.default_rng(seed).standard_normal(codes.shape)
+    with evaluating(stage2_model):
+        out = batched_map(lambda z, e: stage2_model(z, eps=e.data).x_hat, codes, eps, batch_size=batch_size)
+    return out.astype(numpy.float64)

@@ -20,8 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy
 
-from .. import backend
-from ..autograd import Tensor, no_grad
+from ..nn.evaluation import batched_map, evaluating
 
 INACTIVE_THRESHOLD = 0.05
 
@@ -63,19 +62,9 @@ class LatentStatistics:
 
 def encode_dataset(model, images, batch_size=500):
     """μ and logvar of every image (host float64 arrays), model in eval mode, no graph."""
-    was_training = model.training
-    model.eval()
-    mus, logvars = [], []
-    try:
-        with no_grad():
-            for start in range(0, len(images), batch_size):
-                x = Tensor(backend.to_device(images[start:start + batch_size]))
-                mu, logvar = model.encode(x)
-                mus.append(backend.to_host(mu.data).astype(numpy.float64))
-                logvars.append(backend.to_host(logvar.data).astype(numpy.float64))
-    finally:
-        model.train(was_training)
-    return numpy.concatenate(mus), numpy.concatenate(logvars)
+    with evaluating(model):
+        mu, logvar = batched_map(model.encode, images, batch_size=batch_size)
+    return mu.astype(numpy.float64), logvar.astype(numpy.float64)
 
 
 def latent_statistics(mu, logvar, threshold=INACTIVE_THRESHOLD) -> LatentStatistics:
@@ -101,21 +90,13 @@ def reconstruction_gain(model, images, mu=None, batch_size=500) -> numpy.ndarray
         mu, _ = encode_dataset(model, images, batch_size)
     k = mu.shape[1]
     sq = numpy.zeros(k + 1)  # [0]: all of μ; [j + 1]: μ_j zeroed
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            for start in range(0, len(images), batch_size):
-                x = images[start:start + batch_size].astype(numpy.float64)
-                m = mu[start:start + batch_size]
-                for j in range(-1, k):
-                    mj = m.copy()
-                    if j >= 0:
-                        mj[:, j] = 0.0
-                    x_hat = backend.to_host(model.decode(Tensor(backend.to_device(mj))).data)
-                    sq[j + 1] += float(((x - x_hat) ** 2).sum())
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for j in range(-1, k):
+            mj = mu.copy()
+            if j >= 0:
+                mj[:, j] = 0.0
+            x_hat = batched_map(model.decode, mj, batch_size=batch_size)
+            sq[j + 1] = float(((images.astype(numpy.float64) - x_hat) ** 2).sum())
     mse = sq / images.size
     return mse[1:] - mse[0]
 

@@ -27,16 +27,18 @@ tuned on line to meet the tolerance.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 
 import numpy
 
 from .. import ops
 from ..autograd import Tensor
+from ..settings import between, each, non_empty, positive, setting
 from .constraints import CONSTRAINTS, Constraint
 from .distributions import kl_diag_gaussian, squared_error
-from .objectives import Objective, _mean_item
+from .objective import Objective
+from .objective import mean_item as _mean_item
 
 DEFAULT_ALPHA, DEFAULT_ETA = 0.99, 0.01
 DEFAULT_LAMBDA_INIT, DEFAULT_LAMBDA_MIN, DEFAULT_LAMBDA_MAX = 1.0, 1e-6, 1e6
@@ -87,46 +89,65 @@ class GECO(Objective):
         self.c_ma = numpy.zeros(n)
         self.step = 0
 
-    # -- construction from the command line -------------------------------------------
-    @classmethod
-    def from_params(cls, constraint="re", kappa=None, geco_alpha=None, geco_eta=None, geco_scale=None,
-                    lambda_init=None, lambda_min=None, lambda_max=None, classifier=None, dataset=None,
-                    **unused):
-        """Build from the training config's keys (``--constraint re,pncc --kappa 0.1,0.9 ...``).
+    # -- hyperparameters (the run layer makes flags and config keys of them) --------------
+    @dataclasses.dataclass
+    class Params:
+        constraint: list = setting(["re"], "constraint(s), comma separated for a vector λ", kind="strs",
+                                   choices=tuple(CONSTRAINTS), check=non_empty)
+        kappa: list = setting(None, "tolerance(s) κ, one per constraint: per-pixel RMS error for re/fre "
+                              "(e.g. 0.1), target correlation/accuracy in (0,1) for pncc/cla (e.g. 0.9)",
+                              kind="floats", optional=True)
+        geco_alpha: float = setting(DEFAULT_ALPHA, "moving-average factor α of C_ma", kind="float",
+                                    check=between(0, 1, open_hi=True))
+        geco_eta: float = setting(DEFAULT_ETA, "dual step η of the log λ update", kind="float", check=positive)
+        geco_scale: list = setting(None, "normaliser s of the λ update, one or one per constraint "
+                                   "(default κ² for re/fre, 1 − κ for pncc/cla)", kind="floats",
+                                   check=each(positive), optional=True)
+        lambda_init: float = setting(DEFAULT_LAMBDA_INIT, "initial λ", kind="float", check=positive)
+        lambda_min: float = setting(DEFAULT_LAMBDA_MIN, "lower bound of λ", kind="float", check=positive)
+        lambda_max: float = setting(DEFAULT_LAMBDA_MAX, "upper bound of λ", kind="float", check=positive)
+        classifier: str = setting(None, "cla: folder or .npz of a classifier from python -m minivae.classifier "
+                                  "(default runs/classifier-<dataset>)", kind="str", optional=True)
 
-        ``dataset`` (the training set) is needed only by CLA: its labels, its name (the
-        default classifier folder ``runs/classifier-<dataset>``) and its image shape.
-        """
-        unused = sorted(k for k, v in unused.items() if v is not None)
-        if unused:
-            flags = ", ".join("--" + k.replace("_", "-") for k in unused)
-            raise ValueError(f"objective 'geco' does not use {flags}: its reconstruction term is set by "
-                             "--constraint and --kappa (λ is tuned on line)")
-        names = _split(constraint if constraint is not None else "re", "constraint")
-        unknown = [n for n in names if n not in CONSTRAINTS]
-        if unknown:
-            raise ValueError(f"unknown geco constraint {unknown[0]!r}; choose from: {', '.join(CONSTRAINTS)} "
-                             "(comma separated for several)")
-        if kappa is None:
+    @classmethod
+    def resolve_params(cls, params):
+        """Check κ against the constraints and fill the default normaliser s (math.md §3)."""
+        names = params.constraint
+        if params.kappa is None:
             raise ValueError(f"geco needs a tolerance --kappa for each constraint ({', '.join(names)}): "
                              "e.g. --kappa 0.1 for re/fre (per-pixel RMS error), 0.9 for pncc/cla")
-        kappas = _split(kappa, "kappa")
-        if len(kappas) != len(names):
-            raise ValueError(f"geco: {len(names)} constraint(s) ({', '.join(names)}) but {len(kappas)} "
-                             f"kappa value(s) ({', '.join(map(str, kappas))}); give one kappa per constraint")
-        built = []
-        for name, k in zip(names, kappas):
-            if name == "cla":
-                built.append(CONSTRAINTS[name](k, _classifier_for(classifier, dataset)))
-            else:
-                built.append(CONSTRAINTS[name](k))
-        if classifier is not None and "cla" not in names:
+        if len(params.kappa) != len(names):
+            raise ValueError(f"geco: {len(names)} constraint(s) ({', '.join(names)}) but {len(params.kappa)} "
+                             f"kappa value(s) ({', '.join(map(str, params.kappa))}); give one kappa per constraint")
+        built = [CONSTRAINTS[n](k) if n != "cla" else _ProbeCLA(k) for n, k in zip(names, params.kappa)]
+        scale = params.geco_scale or [c.default_scale for c in built]
+        if len(scale) == 1 and len(names) > 1:
+            scale = scale * len(names)
+        if len(scale) != len(names):
+            raise ValueError(f"geco: the normaliser s (--geco-scale) must be one positive number or one per "
+                             f"constraint ({len(names)}), got {scale}")
+        if params.classifier is not None and "cla" not in names:
             raise ValueError("--classifier is used only by the cla constraint; add cla to --constraint "
                              "or drop --classifier")
-        scale = geco_scale if not isinstance(geco_scale, str) else [float(s) for s in _split(geco_scale, "geco_scale")]
-        defaults = dict(alpha=geco_alpha, eta=geco_eta, scale=scale, lambda_init=lambda_init,
-                        lambda_min=lambda_min, lambda_max=lambda_max)
-        return cls(built, **{k: v for k, v in defaults.items() if v is not None})
+        if not params.lambda_min <= params.lambda_init <= params.lambda_max:
+            raise ValueError(f"geco: need lambda_min <= lambda_init <= lambda_max, got lambda_min="
+                             f"{params.lambda_min}, lambda_init={params.lambda_init}, lambda_max={params.lambda_max}")
+        return dataclasses.replace(params, geco_scale=[float(v) for v in scale])
+
+    @classmethod
+    def from_params(cls, params, classifier=None, **context):
+        """Build from resolved ``Params``; ``classifier`` is the loaded model CLA needs."""
+        built = []
+        for name, kappa in zip(params.constraint, params.kappa):
+            if name == "cla":
+                if classifier is None:
+                    raise ValueError("constraint cla needs a trained classifier model (the run layer loads "
+                                     "it from --classifier; in Python pass classifier=MODEL)")
+                built.append(CONSTRAINTS[name](kappa, classifier))
+            else:
+                built.append(CONSTRAINTS[name](kappa))
+        return cls(built, alpha=params.geco_alpha, eta=params.geco_eta, scale=params.geco_scale,
+                   lambda_init=params.lambda_init, lambda_min=params.lambda_min, lambda_max=params.lambda_max)
 
     # -- the objective -----------------------------------------------------------------
     @property
@@ -142,6 +163,7 @@ class GECO(Objective):
         return c_batch.copy() if self.step == 0 else self.alpha * self.c_ma + (1 - self.alpha) * c_batch
 
     def loss(self, x, out, labels=None):
+        """KL + Σ_j λ_j·C_t,j (value C_ma, gradient of C_batch); the state is not changed."""
         kl = kl_diag_gaussian(out.mu, out.logvar)
         c_batch = [ops.mean(c(x, out.x_hat, labels)) for c in self.constraints]
         c_batch_values = [float(c.data) for c in c_batch]
@@ -159,6 +181,7 @@ class GECO(Objective):
         terms = {"loss": _mean_item(loss), "kl": _mean_item(kl), "rec": rec, "mse": mse,
                  "nll": 0.5 * d * (math.log(2 * math.pi * max(mse, 1e-300)) + 1.0), "gamma": mse,
                  "c_batch": pick(c_batch_values), "c_ma": pick(c_ma), "lambda": pick(lambdas)}
+        terms["neg_elbo"] = terms["nll"] + terms["kl"]  # −ELBO under N(x̂, γ*I), β = 1: comparable across objectives
         return loss, terms
 
     def after_step(self, terms: dict) -> None:
@@ -172,12 +195,12 @@ class GECO(Objective):
         self.step += 1
 
     # -- checkpointed state --------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state(self) -> dict:
         return {"log_lambda": [float(v) for v in self.log_lambda], "c_ma": [float(v) for v in self.c_ma],
                 "step": int(self.step), "constraints": [c.name for c in self.constraints],
                 "lambda": [float(v) for v in self.lambdas]}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state(self, state: dict) -> None:
         if not state:
             return
         n = len(self.constraints)
@@ -196,51 +219,10 @@ class GECO(Objective):
                 f"lambda={self.lambdas.tolist()})")
 
 
-def _split(value, key):
-    """A list from "a,b", a number, or a list (config files may give either)."""
-    if isinstance(value, (list, tuple)):
-        items = list(value)
-    elif isinstance(value, str):
-        items = [v.strip() for v in value.split(",") if v.strip()]
-    else:
-        items = [value]
-    if not items:
-        raise ValueError(f"geco: {key} is empty")
-    if key == "constraint":
-        return [str(v).strip().lower() for v in items]
-    try:
-        return [float(v) for v in items]
-    except (TypeError, ValueError):
-        raise ValueError(f"geco: {key} must be numbers (comma separated), got {value!r}") from None
-
-
-def _classifier_for(path, dataset):
-    """The trained classifier for CLA, checked against the training data."""
-    from ..classifier import ClassifierError, default_dir, load_classifier  # noqa: PLC0415  (only CLA needs it)
-    name = getattr(dataset, "name", None)
-    if dataset is not None and getattr(dataset, "labels", None) is None:
-        raise ValueError(f"constraint cla needs labels, and dataset {name!r} has none; "
-                         "use a labelled dataset (mnist, fashion-mnist, sprites, cifar10) or another constraint")
-    if path is None:
-        if name is None:
-            raise ValueError("constraint cla needs --classifier (a folder or .npz written by python -m minivae.classifier)")
-        path = default_dir(name)
-        if not os.path.exists(path):
-            raise ValueError(f"constraint cla needs a trained classifier and found none at {path!r}: train one with "
-                             f"python -m minivae.classifier --dataset {name} --out {path}, or pass --classifier PATH")
-    try:
-        model = load_classifier(path)
-    except (FileNotFoundError, ClassifierError) as exc:
-        raise ValueError(f"constraint cla: {exc}") from None
-    if dataset is not None:
-        if tuple(model.input_shape) != tuple(dataset.shape):
-            raise ValueError(f"constraint cla: the classifier in {path!r} takes images of shape "
-                             f"{tuple(model.input_shape)}, the data has {tuple(dataset.shape)}; train one on this data")
-        top = int(dataset.labels.max())
-        if top >= model.n_classes:
-            raise ValueError(f"constraint cla: the classifier in {path!r} knows {model.n_classes} classes, "
-                             f"the data has labels up to {top}; train one on this data")
-    return model
+class _ProbeCLA(Constraint):
+    """CLA's κ checks and default scale without a classifier (used while resolving params)."""
+    name = "cla"
+    kind = "similarity"
 
 
 __all__ = ["GECO", "moving_average_estimate", "update_log_lambda"]

@@ -22,7 +22,8 @@ import math
 import numpy
 
 from .. import backend
-from ..autograd import Tensor, no_grad
+from ..autograd import Tensor
+from ..nn.evaluation import batched_map, evaluating
 from .distributions import (bernoulli_nll_from_logits, gaussian_nll, log_normal_diag,
                             log_standard_normal)
 
@@ -40,12 +41,6 @@ def _check_k(k):
     if isinstance(k, bool) or not isinstance(k, (int, numpy.integer)) or k < 1:
         raise MetricError(f"the number of importance samples K must be a positive integer, got {k!r}")
     return int(k)
-
-
-def _eval_mode(model):
-    was = model.training
-    model.eval()
-    return was
 
 
 def iwae_log_likelihood(model, images, k: int, *, likelihood: str = "gaussian", gamma: float = 1.0,
@@ -72,23 +67,18 @@ def iwae_log_likelihood(model, images, k: int, *, likelihood: str = "gaussian", 
             raise MetricError(f"eps must have shape (K, N, latent) = {(k, n, latent)}, got {eps.shape}")
     gen = numpy.random.default_rng(seed)
     log_w = numpy.empty((k, n))
-    was = _eval_mode(model)
-    try:
-        with no_grad():
-            for start in range(0, n, batch_size):
-                xb = images[start:start + batch_size]
-                b = len(xb)
-                x = Tensor(backend.to_device(xb))
-                mu, logvar = model.encode(x)
-                kc = max(1, min(k, max_chunk // b))
-                for k0 in range(0, k, kc):
-                    kk = min(kc, k - k0)
-                    e = eps[k0:k0 + kk, start:start + b] if eps is not None else \
-                        gen.standard_normal((kk, b, latent))
-                    log_w[k0:k0 + kk, start:start + b] = _log_weights(model, x, mu, logvar, e, likelihood,
-                                                                       gamma)
-    finally:
-        model.train(was)
+    with evaluating(model):
+        for start in range(0, n, batch_size):
+            xb = images[start:start + batch_size]
+            b = len(xb)
+            x = Tensor(backend.to_device(xb))
+            mu, logvar = model.encode(x)
+            kc = max(1, min(k, max_chunk // b))
+            for k0 in range(0, k, kc):
+                kk = min(kc, k - k0)
+                e = eps[k0:k0 + kk, start:start + b] if eps is not None else \
+                    gen.standard_normal((kk, b, latent))
+                log_w[k0:k0 + kk, start:start + b] = _log_weights(model, x, mu, logvar, e, likelihood, gamma)
     m = log_w.max(axis=0)
     return m + numpy.log(numpy.exp(log_w - m).sum(axis=0)) - math.log(k)
 
@@ -205,19 +195,10 @@ def quantised_normal_log_prob(x, x_hat, sigma: float, delta: float = 1.0 / 256, 
 
 def _reconstructions(model, images, seed, batch_size):
     """x̂ = g(z), z ~ q(z|x) with ε from ``default_rng(seed)`` (host float64, image shape)."""
-    gen = numpy.random.default_rng(seed)
-    out = []
-    was = _eval_mode(model)
-    try:
-        with no_grad():
-            for start in range(0, len(images), batch_size):
-                xb = images[start:start + batch_size]
-                eps = backend.to_device(gen.standard_normal((len(xb), model.latent_dim)))
-                res = model(Tensor(backend.to_device(xb)), eps=eps)
-                out.append(backend.to_host(res.x_hat.data).astype(numpy.float64))
-    finally:
-        model.train(was)
-    return numpy.concatenate(out)
+    eps = numpy.random.default_rng(seed).standard_normal((len(images), model.latent_dim))
+    with evaluating(model):
+        x_hat = batched_map(lambda x, e: model(x, eps=e.data).x_hat, images, eps, batch_size=batch_size)
+    return x_hat.astype(numpy.float64)
 
 
 def refit_sigma(model, images, seed: int = 0, batch_size: int = 500) -> float:
@@ -325,19 +306,8 @@ def classifier_features(classifier, images, batch_size: int = 500):
         raise MetricError(f"the classifier was trained on images of shape {shape} but these have shape "
                           f"{tuple(images.shape[1:])}; train a classifier on this data set "
                           "(python -m minivae.classifier --dataset ...) and pass it with --classifier")
-    was = getattr(classifier, "training", None)
-    if hasattr(classifier, "eval"):
-        classifier.eval()
-    out = []
-    try:
-        with no_grad():
-            for start in range(0, len(images), batch_size):
-                x = Tensor(backend.to_device(images[start:start + batch_size]))
-                out.append(backend.to_host(classifier.features(x).data).astype(numpy.float64))
-    finally:
-        if was is not None and hasattr(classifier, "train"):
-            classifier.train(was)
-    return numpy.concatenate(out)
+    with evaluating(classifier):
+        return batched_map(classifier.features, images, batch_size=batch_size).astype(numpy.float64)
 
 
 def variance_loss(real, generated) -> float:

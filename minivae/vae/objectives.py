@@ -1,49 +1,25 @@
-"""Training objectives with one interface (math.md §1–2).
+"""The ELBO objectives with a fixed, learned or balanced decoder variance (math.md §1–2).
 
-An objective turns a batch and the model's :class:`~minivae.vae.models.VAEOutput`
-into a scalar loss Tensor plus a dict of logged terms (per example, batch mean,
-nats); :meth:`Objective.after_step` runs after each optimiser step (the balanced
-γ update, GECO's λ update); :meth:`state_dict` holds what a checkpoint must keep.
-
-Terms always logged: ``loss``, ``rec`` (the reconstruction term as it enters the
-loss), ``kl``, ``nll`` (−log p(x|z) with its constants), ``neg_elbo`` (nll + KL, β = 1),
-``mse`` (per element), ``gamma``.
+The interface they share (``loss``, ``after_step``, ``decoder_variance``, ``state``,
+their ``Params``) is :mod:`minivae.vae.objective`. Terms logged besides the common
+ones: ``rec`` (the reconstruction term as it enters the loss) and ``gamma``.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from .. import backend, nn, ops
-from ..autograd import Tensor
+from ..settings import between, non_negative, positive, setting
 from .distributions import bernoulli_nll_from_logits, gaussian_nll, kl_diag_gaussian, squared_error
+from .objective import ALIASES, REGISTRY, Objective, build_objective
+from .objective import mean_item as _mean_item
 
 LIKELIHOODS = ("gaussian", "bernoulli")
 
 
-def _mean_item(t: Tensor) -> float:
-    return float(backend.to_host(t.data).mean())
-
-
-class Objective:
-    """Base class: ``loss(x, out) -> (Tensor, terms)``; stateful objectives override the rest."""
-
-    name = "objective"
-
-    def parameters(self) -> list:
-        """Trainable scalars the objective owns (learned log γ); optimised with the model."""
-        return []
-
-    def loss(self, x: Tensor, out):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def after_step(self, terms: dict) -> None:
-        """Update non-gradient state after the optimiser step (default: nothing)."""
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
+class _ELBOBase(Objective):
+    """Shared helpers of the ELBO family."""
 
     def _base_terms(self, x, out, kl):
         D = int(math.prod(x.shape[1:]))
@@ -51,7 +27,7 @@ class Objective:
         return sq, {"kl": _mean_item(kl), "mse": _mean_item(sq) / D}
 
 
-class ELBO(Objective):
+class ELBO(_ELBOBase):
     """−ELBO with a fixed decoder variance γ and KL weight β (β-VAE, Higgins et al. 2017):
 
         loss = E_batch[ −log p(x|z) + β · KL(q(z|x) || N(0, I)) ]          (math.md §1)
@@ -62,6 +38,12 @@ class ELBO(Objective):
 
     name = "elbo"
 
+    @dataclasses.dataclass
+    class Params:
+        gamma: float = setting(1.0, "fixed decoder variance γ", kind="float", check=positive)
+        beta: float = setting(1.0, "KL weight β (β-VAE)", kind="float", check=non_negative)
+        likelihood: str = setting("gaussian", "decoder likelihood", kind="str", choices=LIKELIHOODS)
+
     def __init__(self, gamma: float = 1.0, beta: float = 1.0, likelihood: str = "gaussian"):
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}; choose one of: {', '.join(LIKELIHOODS)}")
@@ -71,7 +53,10 @@ class ELBO(Objective):
             raise ValueError(f"beta must be non-negative, got {beta}")
         self.gamma, self.beta, self.likelihood = float(gamma), float(beta), likelihood
 
-    def loss(self, x, out):
+    def decoder_variance(self):
+        return self.gamma if self.likelihood == "gaussian" else None
+
+    def loss(self, x, out, labels=None):
         kl = kl_diag_gaussian(out.mu, out.logvar)
         sq, terms = self._base_terms(x, out, kl)
         if self.likelihood == "bernoulli":
@@ -87,7 +72,7 @@ class ELBO(Objective):
         return loss, terms
 
 
-class LearnedGamma(Objective):
+class LearnedGamma(_ELBOBase):
     """Dai & Wipf (ICLR 2019): γ learned through one trainable scalar log γ (init 0):
 
         loss = E_batch[ Σ_d (x_d − x̂_d)²/(2γ) + (D/2) log(2πγ) + β·KL ]      (math.md §2.2)
@@ -98,7 +83,17 @@ class LearnedGamma(Objective):
 
     name = "learned-gamma"
 
+    @dataclasses.dataclass
+    class Params:
+        beta: float = setting(1.0, "KL weight β (β-VAE)", kind="float", check=non_negative)
+        gamma_min: float = setting(0.0, "lower bound on the learned γ (0: off)", kind="float", check=non_negative)
+        log_gamma_init: float = setting(0.0, "initial log γ (Dai & Wipf: 0)", kind="float")
+
     def __init__(self, beta: float = 1.0, gamma_min: float = 0.0, log_gamma_init: float = 0.0):
+        if not beta >= 0:
+            raise ValueError(f"beta must be non-negative, got {beta}")
+        if not gamma_min >= 0:
+            raise ValueError(f"gamma_min must be non-negative, got {gamma_min}")
         self.beta, self.gamma_min = float(beta), float(gamma_min)
         self.log_gamma = nn.Parameter(backend.xp().asarray([log_gamma_init], dtype=backend.default_dtype()))
 
@@ -110,7 +105,7 @@ class LearnedGamma(Objective):
             return ops.clip(self.log_gamma, math.log(self.gamma_min), None)
         return self.log_gamma
 
-    def loss(self, x, out):
+    def loss(self, x, out, labels=None):
         kl = kl_diag_gaussian(out.mu, out.logvar)
         sq, terms = self._base_terms(x, out, kl)
         nll = gaussian_nll(x, out.x_hat, log_gamma=ops.reshape(self._log_gamma(), ()))
@@ -123,14 +118,17 @@ class LearnedGamma(Objective):
     def gamma(self) -> float:
         return max(math.exp(float(backend.to_host(self.log_gamma.data)[0])), self.gamma_min)
 
-    def state_dict(self):
+    def decoder_variance(self):
+        return self.gamma
+
+    def state(self):
         return {"log_gamma": float(backend.to_host(self.log_gamma.data)[0])}
 
-    def load_state_dict(self, state):
+    def load_state(self, state):
         self.log_gamma.data[...] = state["log_gamma"]
 
 
-class Balanced(Objective):
+class Balanced(_ELBOBase):
     """Balanced reconstruction (Asperti & Trentin 2020), math.md §2.3.
 
     γ is a running estimate of the per-element MSE, constant in the backward pass:
@@ -144,13 +142,29 @@ class Balanced(Objective):
 
     name = "balanced"
 
+    @dataclasses.dataclass
+    class Params:
+        kl_weight: float = setting(1.0, "KL multiplier k (the authors' code uses (2H/latent)^2)", kind="float",
+                                   check=non_negative)
+        gamma_init: float = setting(1.0, "initial γ₀ of the running MSE estimate", kind="float", check=positive)
+        gamma_momentum: float = setting(0.99, "momentum of γ ← min(γ, m·γ + (1−m)·mse)", kind="float",
+                                        check=between(0, 1, open_hi=True))
+
+    @classmethod
+    def from_params(cls, params, **context):
+        return cls(params.kl_weight, params.gamma_init, params.gamma_momentum)
+
     def __init__(self, kl_weight: float = 1.0, gamma_init: float = 1.0, momentum: float = 0.99):
+        if not kl_weight >= 0:
+            raise ValueError(f"balanced kl_weight must be non-negative, got {kl_weight}")
+        if not gamma_init > 0:
+            raise ValueError(f"balanced gamma_init must be positive, got {gamma_init}")
         if not 0 <= momentum < 1:
             raise ValueError(f"balanced momentum must be in [0, 1), got {momentum}")
         self.kl_weight, self.gamma, self.momentum = float(kl_weight), float(gamma_init), float(momentum)
         self._last_mse = None
 
-    def loss(self, x, out):
+    def loss(self, x, out, labels=None):
         kl = kl_diag_gaussian(out.mu, out.logvar)
         sq, terms = self._base_terms(x, out, kl)
         D = int(math.prod(x.shape[1:]))
@@ -166,31 +180,19 @@ class Balanced(Objective):
         mse = terms.get("mse", self._last_mse)
         self.gamma = min(self.gamma, self.momentum * self.gamma + (1 - self.momentum) * mse)
 
-    def state_dict(self):
+    def decoder_variance(self):
+        return self.gamma
+
+    def state(self):
         return {"gamma": self.gamma}
 
-    def load_state_dict(self, state):
+    def load_state(self, state):
         self.gamma = float(state["gamma"])
 
 
-OBJECTIVES = {"elbo": ELBO, "learned-gamma": LearnedGamma, "balanced": Balanced}
+# β-VAE is the ELBO with its β; "bernoulli" the ELBO with the Bernoulli likelihood
+ALIASES["beta-vae"] = ("elbo", {})
+ALIASES["bernoulli"] = ("elbo", {"likelihood": "bernoulli"})
+OBJECTIVES = REGISTRY  # name -> class (GECO registers itself when minivae.vae.geco is imported)
 
-
-def build_objective(name: str, **params) -> Objective:
-    """An objective by name with its parameters (unknown keys are refused)."""
-    if name == "beta-vae":  # alias: β-weighted ELBO
-        name = "elbo"
-    if name == "bernoulli":
-        name, params = "elbo", {**params, "likelihood": "bernoulli"}
-    if name == "geco":  # constrained optimisation (Rezende & Viola 2018), its own module
-        from .geco import GECO  # noqa: PLC0415
-        return GECO.from_params(**params)
-    params.pop("dataset", None)  # only GECO uses the training set (CLA labels)
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; choose one of: "
-                         f"{', '.join(list(OBJECTIVES) + ['beta-vae', 'bernoulli', 'geco'])}")
-    cls = OBJECTIVES[name]
-    try:
-        return cls(**{k: v for k, v in params.items() if v is not None})
-    except TypeError as exc:
-        raise ValueError(f"objective {name!r}: {exc}") from None
+__all__ = ["Balanced", "ELBO", "LearnedGamma", "OBJECTIVES", "Objective", "build_objective"]

@@ -10,6 +10,7 @@ latent variance loss) are computed and stored with the checkpoint.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -21,40 +22,61 @@ from .. import backend
 from ..autograd import Tensor
 from ..checkpoint import save_checkpoint
 from ..data import BatchIterator
-from ..imageio import atomic_write_bytes, save_grid
+from ..fileio import jsonable, sha256_file
+from ..imageio import save_grid
 from ..optim import Adam
+from ..settings import SettingError, at_least, between, check_value, non_negative, setting
+from ..twostage.model import SecondStageVAE
+from ..twostage.renormalise import LatentMoments
+from ..twostage.sampling import generate, stage2_reconstruction
 from ..vae.diagnostics import encode_dataset, latent_statistics, model_latent_statistics
-from ..vae.objectives import build_objective
-from .model import SecondStageVAE
-from .renormalise import LatentMoments
-from .run import STAGE2_CHECKPOINT, STAGE2_CONFIG, Stage1Run, TwoStageError, sha256_file
-from .sampling import generate, stage2_reconstruction
+from ..vae.objective import build_objective
+from .folder import RunFolder
+from .load import STAGE2_CHECKPOINT, STAGE2_CONFIG, Run, RunLoadError, load_stage2
+from .progress import Progress
 
 STAGE2_OBJECTIVES = ("learned-gamma", "balanced")
-STAGE2_DEFAULTS = {"hidden": [1024, 1024, 1024], "activation": "relu", "objective": None, "kl_weight": None,
-                   "gamma_min": None, "epochs": 20, "batch_size": 128, "lr": 1e-3, "seed": 0,
-                   "log_every": 100, "max_steps": None, "n_samples": 64}
 
 
-def atomic_json(path, obj):
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+class TwoStageError(RunLoadError):
+    """The second stage cannot be trained as asked."""
+
+
+@dataclasses.dataclass
+class Stage2Config:
+    """The second stage's settings (Dai & Wipf 2019 §4; math.md §4)."""
+    hidden: list = setting([1024, 1024, 1024], "widths of its ReLU layers", kind="ints",
+                           check=lambda v: None if v and min(v) >= 1 else "must be positive widths")
+    activation: str = setting("relu", "hidden activation", kind="str",
+                              choices=("relu", "leaky_relu", "elu", "tanh", "softplus"))
+    objective: str = setting(None, "learned-gamma | balanced (default: stage 1's if one of them, else "
+                             "learned-gamma)", kind="str", choices=STAGE2_OBJECTIVES, optional=True)
+    kl_weight: float = setting(None, "balanced: KL multiplier", kind="float", check=non_negative, optional=True)
+    gamma_min: float = setting(None, "learned-gamma: lower bound on γ_z", kind="float", check=non_negative,
+                               optional=True)
+    epochs: int = setting(20, "passes over the codes", kind="int", check=at_least(1))
+    batch_size: int = setting(128, "minibatch size", kind="int", check=at_least(1))
+    lr: float = setting(1e-3, "Adam learning rate (Dai & Wipf use 1e-4 for hundreds of epochs)", kind="float",
+                        check=between(0, 1, open_lo=True))
+    seed: int = setting(0, "random seed", kind="int", check=non_negative)
+    max_steps: int = setting(None, "stop after this many steps", kind="int", check=at_least(1), optional=True)
+    log_every: int = setting(100, "log every N steps", kind="int", check=at_least(1))
+    n_samples: int = setting(64, "samples in stage2_samples.png", kind="int", check=between(1, 10000))
 
 
 def stage2_objective(config):
-    params = {k: config[k] for k in ("kl_weight", "gamma_min") if config.get(k) is not None}
-    if config["objective"] == "learned-gamma":
-        params.pop("kl_weight", None)
-    else:
-        params.pop("gamma_min", None)
-    return build_objective(config["objective"], **params)
+    params = {"kl_weight": config.get("kl_weight")} if config["objective"] == "balanced" else \
+        {"gamma_min": config.get("gamma_min")}
+    return build_objective(config["objective"], **{k: v for k, v in params.items() if v is not None})
 
 
 class Stage2Trainer:
     """Trains :class:`SecondStageVAE` on the codes of ``stage1`` and writes it into the run folder."""
 
-    def __init__(self, stage1: Stage1Run, config: dict, train_images, log=print):
+    def __init__(self, stage1: Run, config: dict, train_images, log=print, folder=None):
         self.stage1, self.config, self.log = stage1, config, log
         self.out = stage1.run_dir
+        self.folder = folder
         backend.manual_seed(config["seed"])
         self.mu, self.logvar = encode_dataset(stage1.model, train_images)   # stage 1 frozen, eval mode
         xp = backend.xp()
@@ -95,19 +117,18 @@ class Stage2Trainer:
         total = self.total_steps()
         metrics_path = os.path.join(self.out, "stage2_metrics.jsonl")
         t0 = time.perf_counter()
+        progress = Progress(total, unit="codes", prefix="stage 2 ")
         with open(metrics_path, "w") as metrics:
             while self.step < total:
                 indices = self.batches.next_batch()
                 terms = self.train_step(indices)
                 if self.step % self.config["log_every"] == 0 or self.step == total:
                     rate = self.step * self.config["batch_size"] / max(time.perf_counter() - t0, 1e-9)
-                    record = {"step": self.step, "epoch": self.batches.epoch, **terms, "codes_per_s": rate}
+                    record = {"step": self.step, "epoch": self.batches.epoch, **jsonable(terms), "codes_per_s": rate}
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
-                    eta = (total - self.step) * self.config["batch_size"] / max(rate, 1e-9)
-                    self.log(f"stage 2 step {self.step}/{total}  loss {terms['loss']:.4g}  "
-                             f"mse {terms['mse']:.4g}  kl {terms['kl']:.4g}  gamma_z {terms['gamma']:.4g}  "
-                             f"{rate:.0f} codes/s  ETA {eta:.0f}s")
+                    progress.update(self.step, record)
+        progress.close()
         return self.finish()
 
     def moments(self) -> LatentMoments:
@@ -131,15 +152,8 @@ class Stage2Trainer:
         save_checkpoint(os.path.join(self.out, STAGE2_CHECKPOINT), self.model, self.optimizer,
                         config=self.config, step=self.step, epoch=self.batches.epoch,
                         objective_state=self.objective.state_dict(), extra_json=extra)
-        atomic_json(os.path.join(self.out, STAGE2_CONFIG), {"config": self.config, "summary": summary})
-        report_path = os.path.join(self.out, "report.json")
-        report = {}
-        if os.path.isfile(report_path):
-            with open(report_path) as f:
-                report = json.load(f)
-        report["stage2"] = summary
-        atomic_json(report_path, report)
-        from .run import load_stage2  # noqa: PLC0415
+        self.folder.write_json(STAGE2_CONFIG, {"config": self.config, "summary": summary})
+        self.folder.update_report("stage2", summary)
         stage2 = load_stage2(self.stage1)
         images = generate(self.stage1.model, self.config["n_samples"], stage2=stage2, renorm="off",
                           seed=self.config["seed"])
@@ -147,27 +161,44 @@ class Stage2Trainer:
         return summary
 
 
-def check_stage2_config(config: dict, stage1: Stage1Run) -> dict:
-    """Fill defaults and validate; the objective defaults to stage 1's when it is one of
-    learned-gamma / balanced (so a balanced run gets a balanced second stage), else learned-gamma."""
-    config = {**STAGE2_DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
+def check_stage2_config(values: dict, stage1: Run) -> dict:
+    """Stage-2 settings from flags/keys (text or typed), with defaults; the objective defaults to
+    stage 1's when it is learned-gamma / balanced (a balanced run gets a balanced second stage)."""
+    try:
+        config = dataclasses.asdict(Stage2Config(**{f.name: check_value(f, values[f.name])
+                                                    for f in dataclasses.fields(Stage2Config)
+                                                    if values.get(f.name) is not None}))
+    except SettingError as exc:
+        raise TwoStageError(f"second stage: {exc}") from None
     if config["objective"] is None:
-        first = stage1.config.get("objective")
+        first = stage1.config.objective_name
         config["objective"] = first if first in STAGE2_OBJECTIVES else "learned-gamma"
-    if config["objective"] not in STAGE2_OBJECTIVES:
-        raise TwoStageError(f"the second stage trains with γ_z learned or balanced: --objective "
-                            f"{' or '.join(STAGE2_OBJECTIVES)}, not {config['objective']!r}")
-    hidden = config["hidden"]
-    if isinstance(hidden, str):
-        hidden = [int(h) for h in hidden.split(",") if h.strip()]
-    config["hidden"] = [int(h) for h in hidden]
-    if not config["hidden"] or min(config["hidden"]) < 1:
-        raise TwoStageError(f"--hidden for the second stage must be positive widths, got {hidden}")
-    for key in ("epochs", "batch_size", "log_every", "n_samples"):
-        if int(config[key]) < 1:
-            raise TwoStageError(f"{key} must be a positive integer, got {config[key]}")
-    if not float(config["lr"]) > 0:
-        raise TwoStageError(f"lr must be positive, got {config['lr']}")
+    wrong = "gamma_min" if config["objective"] == "balanced" else "kl_weight"
+    if config[wrong] is not None:
+        raise TwoStageError(f"the second stage's objective {config['objective']!r} does not use "
+                            f"--{wrong.replace('_', '-')}")
     config["latent_dim"] = stage1.model.latent_dim
     config["stage1_run"] = os.path.abspath(stage1.run_dir)
-    return config
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def train_stage2(stage1: Run, config: dict, data_dir=None, log=print) -> dict:
+    """Train the second stage of ``stage1``'s folder (holding its lock) and write it there."""
+    folder = RunFolder(stage1.run_dir)
+    for name in (STAGE2_CHECKPOINT, STAGE2_CONFIG):
+        if os.path.exists(folder.file(name)):
+            raise TwoStageError(f"{stage1.run_dir!r} already holds a second stage ({name}); delete "
+                                f"{STAGE2_CHECKPOINT} and {STAGE2_CONFIG} to train it again (nothing was overwritten)")
+    folder.lock("python -m minivae.train --stage2", log=log)
+    try:
+        train, _ = stage1.load_data(data_dir)
+        trainer = Stage2Trainer(stage1, config, train.images, log=log, folder=folder)
+        log(f"training the second stage ({config['objective']}, hidden {config['hidden']}, "
+            f"{trainer.model.num_parameters()} parameters) on the codes of {len(train)} images -> {stage1.run_dir}")
+        return trainer.run()
+    finally:
+        folder.unlock()
+
+
+__all__ = ["STAGE2_OBJECTIVES", "Stage2Config", "Stage2Trainer", "TwoStageError", "check_stage2_config",
+           "train_stage2"]
