@@ -10,7 +10,6 @@ imports, ``trajectories.png`` (Fig. 2 top / Fig. 7 rows) and ``energy.png``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -18,6 +17,9 @@ import time
 import numpy
 
 from .. import backend
+from ..fileio import atomic_file
+from ..run.cli import CommandParser, command_main, positive_int
+from ..run.folder import RunFolder, check_output_path
 from . import datasets, figures
 from .lipschitz import MODES, LipschitzConstraint
 from .solver import BOX, ETA, INIT_NOISE, MAX_ITER, TOL, solve
@@ -25,7 +27,7 @@ from .sweep import DEFAULT_SPAN, sweep
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="python -m minivae.fixedpoint",
         description="Fixed points of a high-capacity β-VAE with a Gaussian decoder over a β "
                     "sweep (math.md §7): E(β), its second derivative in log β, the critical "
@@ -81,9 +83,9 @@ def build_parser():
     g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="precision of the iteration; float32 is ~2x faster on CPUs, with "
                         "logits accurate to ~1e-7·‖x‖²/τ (default: float64)")
-    g.add_argument("--chunk-size", type=int, default=None,
+    g.add_argument("--chunk-size", type=positive_int, default=None,
                    help="β advanced together as one array (default: 4 on numpy, all on cupy)")
-    g.add_argument("--workers", type=int, default=None,
+    g.add_argument("--workers", type=positive_int, default=None,
                    help="threads, each advancing its own chunk (default: min(2, CPUs) on numpy, "
                         "1 on cupy)")
     g.add_argument("--plot-betas", type=_float_list, default=None,
@@ -141,18 +143,34 @@ def phase_betas(result):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except (ValueError, TypeError, FileNotFoundError, backend.BackendError) as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    return command_main(build_parser, run, argv)
 
 
 def run(args):
+    folder = RunFolder(check_output_path(args.out))
+    entries = [n for n in (os.listdir(args.out) if os.path.isdir(args.out) else []) if not n.startswith(".")]
+    if entries and "fixedpoint.json" not in entries:
+        raise ValueError(f"--out {args.out!r} is not empty and holds no fixed-point sweep "
+                         f"({', '.join(entries[:3])}); choose a new or empty folder (nothing was written)")
     if args.backend is not None:
         backend.use(args.backend)
     x = load_data(args.data, args.n_points, args.data_seed)
+    if not (args.sigma > 0 and numpy.isfinite(args.sigma)):
+        raise ValueError(f"--sigma (the decoder standard deviation) must be > 0, got {args.sigma}")
+    created = not os.path.isdir(args.out)
+    folder.lock("python -m minivae.fixedpoint")
+    try:
+        return _sweep_into(folder, args, x)
+    except BaseException:
+        folder.unlock()
+        if created and os.path.isdir(args.out) and not os.listdir(args.out):
+            os.rmdir(args.out)
+        raise
+    finally:
+        folder.unlock()
+
+
+def _sweep_into(folder, args, x):
     strength = args.lipschitz_strength
     if strength is None:
         strength = {"local": 1e-3, "global": 1e-7}.get(args.lipschitz, 0.0)
@@ -160,7 +178,6 @@ def run(args):
     options = dict(grid_size=args.grid_size, eta=args.eta, max_iter=args.max_iter, tol=args.tol,
                    init_noise=args.init_noise, seed=args.seed, dtype=args.dtype,
                    chunk_size=args.chunk_size, workers=args.workers, box=BOX)
-    os.makedirs(args.out, exist_ok=True)
     started = time.perf_counter()
     result = sweep(x, args.betas, args.sigma, beta_min=args.beta_min, beta_max=args.beta_max,
                    n_beta=args.n_beta, top=args.top, lipschitz=constraint, **options)
@@ -171,10 +188,9 @@ def run(args):
                              "radius": constraint.radius},
                "backend": backend.name(), "dtype": args.dtype, "seconds": seconds,
                **result.summary()}
-    with open(os.path.join(args.out, "fixedpoint.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    numpy.savez(os.path.join(args.out, "fixed_points.npz"), beta=result.betas,
-                mu=result.fixed_points.mu, energy=result.energy, data=x)
+    folder.write_json("fixedpoint.json", summary)
+    with atomic_file(folder.file("fixed_points.npz")) as f:
+        numpy.savez(f, beta=result.betas, mu=result.fixed_points.mu, energy=result.energy, data=x)
     crit = ", ".join(f"{b:.4g}" for b in result.critical_betas) or "none"
     print(f"{len(result.betas)} β in {seconds:.1f} s; critical β: {crit}; "
           f"β_c = λ_max(C)/σ² = {result.beta_collapse:.4g}; wrote {args.out}/fixedpoint.json")

@@ -83,8 +83,19 @@ class Module:
             for name in module._buffers:
                 yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
 
-    def state_dict(self) -> "OrderedDict[str, object]":
-        """Parameters and buffers by dotted name, as backend arrays (not copies)."""
+    def state_dict(self) -> "OrderedDict[str, numpy.ndarray]":
+        """Parameters and buffers by dotted name as NumPy arrays, with PyTorch's names and layouts
+        (``encoder.1.weight`` is ``(out, in)``, conv weights ``(out, in, kh, kw)``), so weights move
+        to PyTorch in two lines::
+
+            state = {k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()}
+            torch_model.load_state_dict(state)
+
+        On the CPU the arrays are views of the parameters (as PyTorch's tensors are); on CuPy, copies.
+        """
+        return OrderedDict((k, backend.to_host(v)) for k, v in self._device_state().items())
+
+    def _device_state(self) -> "OrderedDict[str, object]":
         state = OrderedDict((n, p.data) for n, p in self.named_parameters())
         state.update(self.named_buffers())
         return state
@@ -95,7 +106,7 @@ class Module:
         In place matters: an optimiser keeps every parameter as a view into one
         contiguous buffer, and rebinding ``.data`` would silently detach it.
         """
-        own = self.state_dict()
+        own = self._device_state()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):

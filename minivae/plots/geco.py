@@ -55,7 +55,10 @@ def read_geco_run(run_dir):
     if not records or len(kappas) != len(names):
         return None
     scale = config.get("geco_scale")
-    scales = [float(scale)] * len(names) if scale is not None else \
+    if isinstance(scale, list):
+        scale = scale * len(names) if len(scale) == 1 else scale
+    scales = ([float(s) for s in scale] if isinstance(scale, list) else [float(scale)] * len(names)) \
+        if scale is not None else \
         [k * k if CONSTRAINTS[n].kind == "error" else 1.0 - k for n, k in zip(names, kappas)]
     return names, kappas, scales, records
 

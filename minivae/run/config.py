@@ -266,6 +266,9 @@ def _build(merged, explicit):
             raise ConfigError(f"objective {name!r} fixes {key} = {value!r}")
         merged[key] = value
     params = cls.resolve_params(_section(cls.Params, merged))
+    if getattr(params, "likelihood", None) == "bernoulli" and sections["model"].output != "sigmoid":
+        raise ConfigError("the Bernoulli likelihood needs a decoder with sigmoid output (its logits): use "
+                          "--output sigmoid or the gaussian likelihood")
     max_steps = merged.get("max_steps")
     if max_steps is not None:
         max_steps = coerce(max_steps, "int", "max_steps")

@@ -58,10 +58,10 @@ def _finite_parameters(parameters) -> bool:
 class Trainer:
     """Owns the model, objective, optimiser, data iterator and the locked run folder."""
 
-    def __init__(self, config: RunConfig, resume: bool = False, overwrite: bool = False, log=None):
+    def __init__(self, config: RunConfig, resume: bool = False, overwrite: bool = False, log=None, argv=None):
         if isinstance(config, dict):
             config = resolve(config)
-        self.config = config
+        self.config, self.argv = config, argv
         self.log = log or (lambda *args: print(*args, file=sys.stderr, flush=True))
         self.folder = RunFolder(config.run.out)
         self.out = self.folder.path
@@ -113,7 +113,7 @@ class Trainer:
                 for name in (METRICS, REPORT, "latents.jsonl"):
                     if os.path.exists(folder.file(name)):
                         os.unlink(folder.file(name))
-            config.provenance = build.provenance(config, self.train_set, self.test_set)
+            config.provenance = build.provenance(config, self.train_set, self.test_set, argv=self.argv)
             folder.write_json(CONFIG, config.to_json())
 
     def _clear_run(self):
@@ -162,7 +162,8 @@ class Trainer:
         saved = self.folder.read_json(CONFIG)
         self.config.provenance = dict(saved.get("provenance") or {})
         self.config.provenance.setdefault("resumed", []).append(
-            {"step": self.step, "command": " ".join(sys.argv), "backend": backend.name()})
+            {"step": self.step, "command": " ".join(["python -m minivae.train", *(self.argv or sys.argv[1:])]),
+             "backend": backend.name()})
         self.folder.write_json(CONFIG, self.config.to_json())
         self.log(f"resumed {self.out} at step {self.step} (epoch {self.epoch})")
 

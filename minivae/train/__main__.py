@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     return add_config_flags(parser)
 
 
-def train(args: dict) -> int:
+def train(args: dict, argv=None) -> int:
     if args.get("stage2"):
         return train_stage2(args)
     from ..run.training import Trainer  # noqa: PLC0415
@@ -48,7 +48,7 @@ def train(args: dict) -> int:
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other; give one")
     config = resolve(_resume_base(args) if resume else args)
-    trainer = Trainer(config, resume=resume, overwrite=overwrite, log=log)
+    trainer = Trainer(config, resume=resume, overwrite=overwrite, log=log, argv=argv)
     log(f"training {config.model.preset or config.model.model} on {config.data.dataset} ({len(trainer.train_set)} "
         f"images, {trainer.model.num_parameters()} parameters, {config.objective_name}, backend "
         f"{trainer.config.provenance.get('backend', 'numpy')}) -> {config.run.out}")
@@ -117,7 +117,8 @@ def train_stage2(args: dict) -> int:
 
 
 def main(argv=None) -> int:
-    return command_main(build_parser, lambda args: train(vars(args)), argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return command_main(build_parser, lambda args: train(vars(args), argv), argv)
 
 
 if __name__ == "__main__":
