@@ -40,8 +40,8 @@ def _load_cupy():
         import cupy  # noqa: PLC0415  (lazy on purpose: no CuPy import at module level)
     except ImportError:
         raise BackendError(
-            "backend 'cupy' needs CuPy: install it with `pip install minivae[gpu]` "
-            "(CUDA 12) or `pip install minivae[gpu-cuda13]` (CUDA 13), "
+            "backend 'cupy' needs CuPy: install it from the minivae folder with `pip install -e \".[gpu]\"` "
+            "(CUDA 12) or `pip install -e \".[gpu-cuda13]\"` (CUDA 13), "
             "or use --backend numpy") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()

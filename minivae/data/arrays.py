@@ -32,7 +32,8 @@ def _layout(shape, layout, source):
         return "nchw" if first else "nhwc"
     why = "both axis 1 and axis 3" if first else "neither axis 1 nor axis 3"
     raise DataError(f"{source}: cannot tell the channel axis of an array of shape {shape}: "
-                    f"{why} could hold 1, 3 or 4 channels; pass layout='nchw' or layout='nhwc'")
+                    f"{why} could hold 1, 3 or 4 channels; save the array with an unambiguous channel axis (or, "
+                    "in Python, pass layout='nchw' or 'nhwc' to minivae.data.load_dataset)")
 
 
 def to_images(array, layout: str | None = None, source: str = "array") -> np.ndarray:
@@ -111,8 +112,9 @@ def load_array_file(path, key: str | None = None, split: str | None = None):
         if key is None:
             key = next((k for k in IMAGE_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
             if key is None:
-                raise DataError(f"{path}: holds several arrays ({', '.join(keys)}); "
-                                "say which are the images with key=NAME")
+                raise DataError(f"{path}: holds several arrays ({', '.join(keys)}) and none is named "
+                                f"{' / '.join(IMAGE_KEYS[:3])}; save the images under the name 'images' (or, in "
+                                "Python, pass key=NAME to minivae.data.load_dataset)")
         elif key not in keys:
             raise DataError(f"{path}: has no array {key!r}; it holds: {', '.join(keys)}")
         label_key = next((k for k in LABEL_KEYS if k in keys and k != key), None)
