@@ -283,6 +283,7 @@ def test_short_sprites_run_meets_a_reachable_re_tolerance(tmp_path):
     assert report["test"]["mse"] < 0.04 * 1.15      # held-out data: the tolerance, nearly
 
 
+@pytest.mark.plot
 def test_plots_of_a_geco_run(tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib

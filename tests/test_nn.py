@@ -51,6 +51,7 @@ def test_initialisation_statistics():
         nn.Linear(2, 2, init_scheme="bad")
 
 
+@pytest.mark.torch
 def test_matches_pytorch_linear():
     torch = pytest.importorskip("torch")
     backend.use("numpy", dtype="float64")
