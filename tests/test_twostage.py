@@ -139,6 +139,10 @@ def test_gamma_noise_and_renormalisation_need_stage2():
     plain = generate(stage1, 10, stage2=stage2, seed=1, return_codes=True)[1]
     noisy = generate(stage1, 10, stage2=stage2, seed=1, gamma_noise=True, return_codes=True)[1]
     assert 0 < np.abs(plain - noisy).max()
+    # Dai & Wipf's noise is √γ_z·ε, ε the draw after u from default_rng(seed) (γ_z = 0.3)
+    gen = np.random.default_rng(1)
+    gen.standard_normal((10, 3))
+    np.testing.assert_allclose(noisy - plain, math.sqrt(0.3) * gen.standard_normal((10, 3)), rtol=1e-10, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- a tiny run on disk
