@@ -356,8 +356,9 @@ MUTANTS = [
     M("fp-prior-normalised", "fixedpoint/solver.py",
       "return numpy.log(p / p.sum())", "return numpy.log(p)",
       "log π_k normalised", "test_fixedpoint.py",
-      equivalent="W_ik is a softmax over k: a constant added to every log π_k cancels, and the prior "
-                 "enters nowhere else (T, E(β) and the projector use W only)"),
+      equivalent="W_ik is a softmax over k: a constant added to every log π_k cancels (the kernel even "
+                 "shifts log π by its maximum first), and the prior enters nowhere else (T, E(β) and the "
+                 "projector use W only); at most float rounding changes"),
     M("fp-laplacian", "fixedpoint/lipschitz.py",
       "return xp.diag(a.sum(axis=1)) - a", "return xp.diag(a.sum(axis=1)) + a",
       "graph Laplacian L = diag(A1) − A", "test_fixedpoint_lipschitz.py"),
