@@ -53,6 +53,10 @@ def test_host_device_round_trip(xp):
 def test_seeded_generator_and_its_state(xp):
     backend.manual_seed(7)
     first = backend.to_host(backend.rng().standard_normal(4))
+    if backend.name() == "numpy":   # seed s means the generator default_rng(s), nothing else
+        assert np.array_equal(first, np.random.default_rng(7).standard_normal(4))
+    backend.manual_seed(8)
+    assert not np.array_equal(backend.to_host(backend.rng().standard_normal(4)), first)
     backend.manual_seed(7)
     assert np.array_equal(backend.to_host(backend.rng().standard_normal(4)), first)
     state = backend.rng_state()

@@ -163,6 +163,7 @@ def test_errors():
                    Tensor(numpy.zeros(3, numpy.float32)), None, None, training=True)
 
 
+@pytest.mark.torch
 def test_against_pytorch():
     torch = pytest.importorskip("torch")
     backend.use("numpy", dtype="float64", seed=0)

@@ -266,6 +266,7 @@ def test_layers_gradcheck(xp):
         gradcheck.check_module(layer, gradcheck.random_input(shape, seed=20), mode="directional", n_directions=3)
 
 
+@pytest.mark.torch
 def test_against_pytorch():
     torch = pytest.importorskip("torch")
     backend.use("numpy", dtype="float64", seed=0)

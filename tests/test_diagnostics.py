@@ -159,6 +159,7 @@ def test_diagnose_command_prints_and_saves_every_quantity(tiny_run, capsys):
     assert steps.tolist() == [2, 4] and var_mu.shape == (2, 3) == sigma2.shape
 
 
+@pytest.mark.plot
 def test_latent_plots_when_matplotlib_is_installed(tiny_run):
     pytest.importorskip("matplotlib")
     from minivae.plots import latents

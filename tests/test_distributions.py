@@ -39,11 +39,14 @@ def test_gaussian_nll_formula_and_optimum_in_gamma(xp):
     gamma = 0.3
     nll = dist.gaussian_nll(Tensor(xp.asarray(x)), Tensor(xp.asarray(x_hat)), gamma).numpy()
     assert np.allclose(nll, sq / (2 * gamma) + D / 2 * np.log(2 * np.pi * gamma))
-    # γ* = argmin_γ E[NLL] equals the per-element MSE (math.md §2.3): scan and differentiate
+    # γ* = argmin_γ E[NLL] equals the per-element MSE (math.md §2.3): scan the code's NLL in γ
     mse = sq.mean() / D
-    gammas = np.linspace(0.2 * mse, 3 * mse, 20001)
-    values = [(sq / (2 * g) + D / 2 * np.log(2 * np.pi * g)).mean() for g in gammas]
-    assert abs(gammas[int(np.argmin(values))] - mse) < 2e-4 * mse
+    gammas = np.linspace(0.5 * mse, 2 * mse, 1501)
+    tx, txh = Tensor(xp.asarray(x)), Tensor(xp.asarray(x_hat))
+    values = [dist.gaussian_nll(tx, txh, float(g)).numpy().mean() for g in gammas]
+    assert abs(gammas[int(np.argmin(values))] - mse) < 2e-3 * mse
+    lg = Tensor(xp.asarray(math.log(0.3)))
+    assert np.allclose(dist.gaussian_nll(tx, txh, log_gamma=lg).numpy(), sq / 0.6 + D / 2 * np.log(2 * np.pi * 0.3))
     log_gamma = Tensor(xp.asarray(math.log(mse)), requires_grad=True)
     dist.gaussian_nll(Tensor(xp.asarray(x)), Tensor(xp.asarray(x_hat)), log_gamma=log_gamma).mean().backward()
     assert abs(float(log_gamma.grad)) < 1e-10  # stationary at log γ = log MSE

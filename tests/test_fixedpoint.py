@@ -19,9 +19,21 @@ def _two_point_u(A, tau):
     return u
 
 
+def _reference_log_w(x, mu, tau, log_prior=None):
+    """log W_ik = log π_k − ‖x_i − μ_k‖²/τ − log Σ_l π_l exp(−‖x_i − μ_l‖²/τ)  (math.md §7),
+    written here from the definition: explicit differences, a max-shifted log-sum-exp."""
+    diff = x[None, :, None, :] - mu[:, None, :, :]                   # (B, N, K, D)
+    logits = -(diff ** 2).sum(axis=3) / numpy.asarray(tau)[:, None, None]
+    if log_prior is not None:
+        logits = logits + numpy.asarray(log_prior)[None, None, :]
+    top = logits.max(axis=2, keepdims=True)
+    return logits - (top + numpy.log(numpy.exp(logits - top).sum(axis=2, keepdims=True)))
+
+
 def _reference_transition(x, mu, tau, log_prior=None):
-    """T(μ) straight from the definition (column softmax of log W), float64."""
-    log_w = kernel.log_posterior(x, mu, tau, log_prior)
+    """T(μ)_k = Σ_i W_ik x_i / Σ_i W_ik straight from the definition, float64 (the column
+    normalisation in the log domain, so cells with Σ_i W_ik ≈ 1e-300 keep their exact weights)."""
+    log_w = _reference_log_w(x, mu, tau, log_prior)
     log_w = log_w - log_w.max(axis=1, keepdims=True)
     w = numpy.exp(log_w)
     w /= w.sum(axis=1, keepdims=True)
@@ -40,10 +52,12 @@ def test_transition_matches_definition_including_empty_cells_and_far_points(with
     tau = numpy.array([1e-4, 1e-2, 1.0])
     log_prior = numpy.log(rng.uniform(0.5, 2.0, 64)) if with_prior else None
     ref = _reference_transition(x, mu, tau, log_prior)
-    assert numpy.exp(kernel.log_posterior(x, mu, tau, log_prior)).sum(axis=1).min() < 1e-100
+    assert numpy.exp(_reference_log_w(x, mu, tau, log_prior)).sum(axis=1).min() < 1e-100
     t, mass = transition(x, mu, tau, log_prior, block_rows=37)
     numpy.testing.assert_allclose(t, ref, atol=1e-12)
-    mass_ref = numpy.exp(kernel.log_posterior(x, mu, tau, log_prior)).sum(axis=1)
+    mass_ref = numpy.exp(_reference_log_w(x, mu, tau, log_prior)).sum(axis=1)
+    numpy.testing.assert_allclose(kernel.log_posterior(x, mu, tau, log_prior), _reference_log_w(x, mu, tau, log_prior),
+                                  rtol=1e-10, atol=1e-9)
     numpy.testing.assert_allclose(mass, mass_ref, rtol=1e-10, atol=1e-100)
     t32, _ = transition(x.astype("float32"), mu.astype("float32"), tau.astype("float32"),
                         log_prior, block_rows=37)
@@ -57,8 +71,9 @@ def test_energy_is_the_posterior_weighted_distortion():
     x = rng.normal(size=(120, 2))
     mu = rng.normal(size=(2, 16, 2))
     tau = numpy.array([0.05, 3.0])
-    w = numpy.exp(kernel.log_posterior(x, mu, tau))
-    expected = (w * kernel.squared_distances(x, mu)).sum(axis=(1, 2)) / len(x)
+    w = numpy.exp(_reference_log_w(x, mu, tau))
+    d2 = ((x[None, :, None, :] - mu[:, None, :, :]) ** 2).sum(axis=3)
+    expected = (w * d2).sum(axis=(1, 2)) / len(x)      # E(β) = (1/N) Σ_i Σ_k W_ik ‖x_i − μ_k‖²
     numpy.testing.assert_allclose(kernel.energy(x, mu, tau), expected, rtol=1e-12)
 
 

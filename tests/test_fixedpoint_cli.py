@@ -20,6 +20,7 @@ def test_help_explains_every_flag(capsys):
             assert flag in text
 
 
+@pytest.mark.plot
 def test_run_writes_json_npz_and_figures(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["--data", "circles", *SMALL, "--out", str(out), "--plot-betas", "0.01,0.5",

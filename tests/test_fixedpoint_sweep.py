@@ -43,6 +43,8 @@ def test_two_point_sweep_finds_beta_c_as_its_highest_critical_point():
 def test_default_grid_spans_the_collapse():
     x = datasets.gaussians(n=200, seed=0)
     beta_c = collapse_beta(x, 0.5)
+    centred = x - x.mean(axis=0)      # β_c = λ_max(C)/σ², C the population covariance (math.md §7)
+    assert beta_c == pytest.approx(numpy.linalg.eigvalsh(centred.T @ centred / len(x)).max() / 0.25, rel=1e-12)
     result = sweep(x, None, 0.5, n_beta=12, grid_size=4, max_iter=30)
     assert result.betas[0] == pytest.approx(1e-3 * beta_c)
     assert result.betas[-1] == pytest.approx(10 * beta_c)

@@ -237,9 +237,17 @@ def test_resume_continues_the_same_dual_trajectory(tmp_path):
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 19))
     for key in ("lambda", "c_ma", "c_batch", "kl", "loss"):
         assert [r[key] for r in a] == [r[key] for r in b], key
+    # the dual trajectory replayed from the logged C_batch alone (Algorithm 1, α = 0.9, η = 0.01,
+    # s = κ² = 0.04, λ₀ = 1): each step logs the λ it used and the C_ma it committed
+    log_lam, c_ma = 0.0, None
+    for r in a:
+        c_ma = r["c_batch"] if c_ma is None else 0.9 * c_ma + 0.1 * r["c_batch"]
+        assert r["c_ma"] == pytest.approx(c_ma, rel=1e-9, abs=1e-12)
+        assert r["lambda"] == pytest.approx(math.exp(log_lam), rel=1e-9)
+        log_lam = min(max(log_lam + 0.01 * c_ma / 0.04, math.log(1e-6)), math.log(1e6))
     state = json.loads((tmp_path / "split" / "report.json").read_text())["objective_state"]
-    assert state["step"] == 18 and state["lambda"][0] == pytest.approx(a[-1]["lambda"] * math.exp(
-        0.01 * a[-1]["c_ma"] / 0.04), rel=1e-9)   # the update after the last logged step
+    assert state["step"] == 18 and state["lambda"][0] == pytest.approx(math.exp(log_lam), rel=1e-9)
+    assert abs(log_lam) > 1e-3    # λ moved, so the replay tests the update
 
 
 def test_a_non_finite_constraint_stops_the_run(tmp_path, monkeypatch):
@@ -278,6 +286,7 @@ def test_short_sprites_run_meets_a_reachable_re_tolerance(tmp_path):
     assert report["test"]["mse"] < 0.04 * 1.15      # held-out data: the tolerance, nearly
 
 
+@pytest.mark.plot
 def test_plots_of_a_geco_run(tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib

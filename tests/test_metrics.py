@@ -1,6 +1,7 @@
 """Metrics of math.md §6: IWAE against the ELBO and in K, the quantised normal against
 exact values, the Fréchet distance against closed forms, and their bad input."""
 import math
+import types
 
 import numpy as np
 import pytest
@@ -138,6 +139,26 @@ def test_normal_tail_matches_erfc_and_its_asymptotic_branch():
                       + math.log1p(-1e-6 + 3e-12), rtol=1e-15)
 
 
+def _log_half_erfc_continued_fraction(z, terms=400):
+    """log(½ erfc z) by Laplace's continued fraction, independent of the asymptotic series:
+    erfc z = e^{−z²}/√π · 1/(z + (1/2)/(z + 1/(z + (3/2)/(z + …)))), evaluated bottom-up."""
+    k = z
+    for n in range(terms, 0, -1):
+        k = z + (n / 2) / k
+    return math.log(0.5) - z * z - 0.5 * math.log(math.pi) - math.log(k)
+
+
+def test_normal_tail_series_branch_matches_the_continued_fraction():
+    """Beyond z = t/√2 = 26 log Q(t) uses erfc's asymptotic series; its error is below 1e-12
+    there, so a wrong coefficient (even of the z⁻⁸ term, ≈ 3e-11 at z = 26) is visible."""
+    for z in (6.0, 15.0, 25.0):   # the reference itself agrees with math.erfc where that is exact
+        assert abs(_log_half_erfc_continued_fraction(z) - math.log(0.5 * math.erfc(z))) < 1e-12
+    t = np.array([26.0, 26.5, 28.0, 35.0, 80.0, 1e3]) * math.sqrt(2)
+    got = log_normal_tail(t)
+    for ti, g in zip(t, got):
+        assert abs(g - _log_half_erfc_continued_fraction(ti / math.sqrt(2))) < 1e-12, ti
+
+
 def test_normal_interval_in_both_tails_and_the_middle():
     # symmetric in sign, exact value in the middle, finite far in the tails (no log(0))
     a, b = np.array([-0.5, 3.0, 40.0]), np.array([0.7, 3.5, 40.1])
@@ -165,12 +186,54 @@ def test_quantised_normal_probabilities_sum_to_one_with_open_edges():
     assert np.isclose(p_closed.sum(), 1.0 - lost, atol=1e-12)
 
 
+class ShiftDecoder:
+    """A stand-in VAE whose reconstruction is x̂ = x + c·ε₁ with ε the injected draw: the
+    residual is known in closed form, so σ*² = mean over (N, D) of (c·ε₁)²."""
+    latent_dim = 2
+    training = False
+
+    def __init__(self, c):
+        self.c = np.asarray(c, np.float64)
+        self.seen = []
+
+    def eval(self):
+        pass
+
+    def train(self, mode=True):
+        pass
+
+    def __call__(self, x, eps=None):
+        e = np.asarray(eps)
+        self.seen.append(e.copy())
+        x_hat = x.numpy() + self.c * e[:, :1, None, None]
+        return types.SimpleNamespace(x_hat=Tensor(x_hat))
+
+
+def test_refit_sigma_is_the_rms_residual_of_a_known_decoder():
+    """x̂ = x + c (a constant shift; ε multiplied by 0): σ* must be |c| exactly."""
+    backend.use("numpy", dtype="float64")
+    x = data(30)
+
+    class Const(ShiftDecoder):
+        def __call__(self, x, eps=None):
+            return types.SimpleNamespace(x_hat=Tensor(x.numpy() - 0.37))
+
+    assert refit_sigma(Const(0.0), x) == pytest.approx(0.37, rel=1e-12)
+    assert beta_independent_nll(Const(0.0), x, x[:5])["sigma_star"] == pytest.approx(0.37, rel=1e-12)
+    # a per-pixel shift scaled by the first latent draw ε₁ of z ~ q(z|x): σ*² = mean (c_d ε_i1)²
+    c = np.linspace(-0.3, 0.5, 9).reshape(1, 3, 3)
+    model = ShiftDecoder(c)
+    sigma = refit_sigma(model, x, seed=4, batch_size=7)
+    eps = np.concatenate(model.seen)[:, 0]
+    assert eps.shape == (30,) and len(model.seen) == 5          # one ε per image, batches of 7
+    expected = math.sqrt(np.mean((c.reshape(1, -1) * eps[:, None]) ** 2))
+    assert sigma == pytest.approx(expected, rel=1e-12)
+
+
 def test_refit_sigma_and_beta_independent_nll_on_a_fixed_decoder():
     model = tiny_model()
     x = np.round(data(50) * 2) / 2  # values 0, ½, 1: the edge bins matter
-    sigma = refit_sigma(model, x, seed=3)
     res = beta_independent_nll(model, x, x[:20], seed=3)
-    assert res["sigma_star"] == pytest.approx(sigma)
     assert res["nats_per_dim"] > res["nats_per_dim_open_edges"] > 0
     assert np.isclose(res["bits_per_dim"], res["nats_per_dim"] / math.log(2))
     with pytest.raises(MetricError, match="positive"):

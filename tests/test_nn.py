@@ -47,10 +47,16 @@ def test_initialisation_statistics():
     assert abs(w.max() - 1 / np.sqrt(1000)) < 1e-3 and abs(w.min() + 1 / np.sqrt(1000)) < 1e-3
     w_he = nn.Linear(1000, 500, init_scheme="he").weight.numpy()
     assert abs(w_he.std() - np.sqrt(2 / 1000)) < 1e-3
+    # Glorot/Xavier (Glorot & Bengio 2010, eq. 16): U(−a, a), a = √(6/(fan_in + fan_out))
+    w_gl = nn.Linear(1000, 500, init_scheme="glorot").weight.numpy()
+    bound = np.sqrt(6 / 1500)
+    assert abs(w_gl.max() - bound) < 1e-3 and abs(w_gl.min() + bound) < 1e-3
+    assert abs(w_gl.std() - bound / np.sqrt(3)) < 1e-3
     with pytest.raises(ValueError, match="unknown initialisation 'bad'"):
         nn.Linear(2, 2, init_scheme="bad")
 
 
+@pytest.mark.torch
 def test_matches_pytorch_linear():
     torch = pytest.importorskip("torch")
     backend.use("numpy", dtype="float64")

@@ -95,6 +95,7 @@ def _random_params(rng, shapes):
     lambda P, T: (SGD(P, lr=0.05, momentum=0.8, nesterov=True),
                   lambda q: T.optim.SGD(q, lr=0.05, momentum=0.8, nesterov=True)),
 ], ids=["adam", "adam-wd", "sgd", "sgd-momentum-wd", "sgd-nesterov"])
+@pytest.mark.torch
 def test_matches_torch_optim(make):
     torch = pytest.importorskip("torch")
     backend.use("numpy", dtype="float64", seed=0)

@@ -141,6 +141,10 @@ def test_gamma_noise_and_renormalisation_need_stage2():
     plain = generate(stage1, 10, stage2=stage2, seed=1, return_codes=True)[1]
     noisy = generate(stage1, 10, stage2=stage2, seed=1, gamma_noise=True, return_codes=True)[1]
     assert 0 < np.abs(plain - noisy).max()
+    # Dai & Wipf's noise is √γ_z·ε, ε the draw after u from default_rng(seed) (γ_z = 0.3)
+    gen = np.random.default_rng(1)
+    gen.standard_normal((10, 3))
+    np.testing.assert_allclose(noisy - plain, math.sqrt(0.3) * gen.standard_normal((10, 3)), rtol=1e-10, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- a tiny run on disk
@@ -158,7 +162,7 @@ def tiny_run(tmp_path_factory):
 
 def _stage2(run, *extra):
     return train_main(["--stage2", run, "--epochs", "2", "--hidden", "16,16,16", "--batch-size", "32",
-                       "--lr", "1e-3", "--log-every", "4", "--n-samples", "8", *extra])
+                       "--lr", "1e-3", "--log-every", "1", "--n-samples", "8", *extra])
 
 
 def test_stage2_cli_writes_its_files_and_sampling_is_reproducible(tiny_run, tmp_path, capsys):
@@ -175,7 +179,16 @@ def test_stage2_cli_writes_its_files_and_sampling_is_reproducible(tiny_run, tmp_
     assert saved["config"]["latent_dim"] == 3
     stage2 = load_stage2(load_stage1(tiny_run))
     assert stage2.model.hidden == (16, 16, 16)
-    assert stage2.gamma_z == pytest.approx(report["stage2"]["gamma_z"])
+    # γ_z replayed from the logged per-step MSE with the balanced rule (math.md §2.3), γ₀ = 1
+    records = [json.loads(line) for line in open(os.path.join(tiny_run, "stage2_metrics.jsonl"))]
+    assert [r["step"] for r in records] == list(range(1, 17))
+    gamma = 1.0
+    for r in records:
+        assert r["gamma"] == pytest.approx(gamma, rel=1e-6)
+        gamma = min(gamma, 0.99 * gamma + 0.01 * r["mse"])
+    assert gamma < 0.99
+    assert stage2.gamma_z == pytest.approx(gamma, rel=1e-6)
+    assert report["stage2"]["gamma_z"] == pytest.approx(gamma, rel=1e-6)
 
     from minivae.sample import main as sample_main
     paths = [str(tmp_path / f"s{i}.png") for i in range(2)]
@@ -251,7 +264,61 @@ def test_stage2_batches_draw_fresh_eps_every_time(tiny_run):
     trainer.train_step(idx)
     trainer.train_step(idx)
     assert not np.allclose(seen[0], seen[1])               # same examples, new ε
-    mu, sd = trainer.mu[idx], np.exp(0.5 * trainer.logvar[idx])
-    eps = (seen[0] - mu) / sd                                # z = μ + σ ε with standard-normal ε
-    assert abs(eps.mean()) < 0.5 and 0.5 < eps.std() < 1.5
     assert not stage1.model.training                         # stage 1 frozen in eval mode
+
+
+def _stage1_codes(stage1, images):
+    """μ and log σ² of stage 1 straight from its encoder (eval mode), float64."""
+    stage1.model.eval()
+    mu, logvar = stage1.model.encode(Tensor(images))
+    return mu.numpy().astype(np.float64), logvar.numpy().astype(np.float64)
+
+
+def test_stage2_codes_are_mu_plus_sigma_eps_for_an_injected_eps(tiny_run, monkeypatch):
+    """With the draws of ε recorded, every training code must be exactly μ + σ·ε, σ = exp(½ log σ²)."""
+    stage1 = load_stage1(tiny_run)
+    train, _ = stage1.load_data()
+    config = check_stage2_config({**STAGE2_DEFAULTS, "hidden": [8], "batch_size": 16, "epochs": 1}, stage1)
+    trainer = Stage2Trainer(stage1, config, train.images, log=lambda *_: None)
+    draws, gen = [], np.random.default_rng(5)
+
+    class Recorder:
+        def standard_normal(self, shape):
+            draws.append(gen.standard_normal(shape))
+            return draws[-1]
+
+    monkeypatch.setattr(backend, "rng", lambda: Recorder())
+    seen = []
+    forward = trainer.model.forward
+    trainer.model.forward = lambda z, eps=None: (seen.append(z.numpy().copy()), forward(z, eps))[1]
+    idx = np.array([3, 17, 40, 41, 200, 255, 0, 9])
+    trainer.train_step(idx)
+    mu, logvar = _stage1_codes(stage1, train.images[idx])
+    np.testing.assert_allclose(seen[0], mu + np.exp(0.5 * logvar) * draws[0], rtol=1e-5, atol=1e-6)
+    assert np.exp(0.5 * logvar).std() > 1e-3 and np.abs(np.exp(0.5 * logvar) - 1).min() > 1e-3  # σ ≠ σ², ≠ 1
+
+
+def test_stage2_moments_match_their_definitions(tiny_run):
+    """The numbers that decide scalar renormalisation, from their definitions (math.md §4):
+    stage-1 aggregate moments, mse2 = mean (μ − ẑ)², var_loss2 = mean_j Var μ_j − mean_j Var ẑ_j."""
+    stage1 = load_stage1(tiny_run)
+    train, _ = stage1.load_data()
+    config = check_stage2_config({**STAGE2_DEFAULTS, "hidden": [8], "batch_size": 32, "epochs": 1,
+                                  "seed": 3}, stage1)
+    trainer = Stage2Trainer(stage1, config, train.images, log=lambda *_: None)
+    for _ in range(3):
+        trainer.train_step(np.arange(32))
+    m = trainer.moments()
+    mu, logvar = _stage1_codes(stage1, train.images)
+    np.testing.assert_allclose(m.mean_mu, mu.mean(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(m.var_mu, ((mu - mu.mean(0)) ** 2).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(m.mean_sigma2, np.exp(logvar).mean(0), rtol=1e-5)
+    trainer.model.eval()   # ẑ = decoder₂(u), u ~ q(u|μ) with ε from default_rng(seed), one batch
+    eps = np.random.default_rng(3).standard_normal(mu.shape)
+    z_hat = trainer.model(Tensor(backend.to_device(trainer.mu)), eps=backend.to_device(eps)).x_hat.numpy()
+    z_hat = z_hat.astype(np.float64)
+    assert m.mse2 == pytest.approx(((mu - z_hat) ** 2).mean(), rel=1e-5)
+    var_loss = ((mu - mu.mean(0)) ** 2).mean(0).mean() - ((z_hat - z_hat.mean(0)) ** 2).mean(0).mean()
+    assert m.var_loss2 == pytest.approx(var_loss, rel=1e-5)
+    assert abs(var_loss) > 1e-2       # far from 0, so a flipped sign cannot pass
+    assert m.apply_scalar == (var_loss > 0.25 * ((mu - z_hat) ** 2).mean())
