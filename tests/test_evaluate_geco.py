@@ -39,7 +39,7 @@ def test_evaluate_a_geco_run_uses_the_refitted_sigma_squared(tmp_path):
     assert iwae["gamma"] == pytest.approx(sigma ** 2, rel=1e-12)          # γ = σ*², not σ*
     assert "no decoder variance" in iwae["gamma_source"]
     # the reported K = 1 bound is the IWAE estimate at that γ, in nats and bits per dimension
-    from minivae.twostage import load_stage1
+    from minivae.run import load_run as load_stage1
     from minivae.vae.metrics import iwae_log_likelihood
     stage1 = load_stage1(run)
     _, test = stage1.load_data()

@@ -278,7 +278,7 @@ def test_stage2_codes_are_mu_plus_sigma_eps_for_an_injected_eps(tiny_run, monkey
     """With the draws of ε recorded, every training code must be exactly μ + σ·ε, σ = exp(½ log σ²)."""
     stage1 = load_stage1(tiny_run)
     train, _ = stage1.load_data()
-    config = check_stage2_config({**STAGE2_DEFAULTS, "hidden": [8], "batch_size": 16, "epochs": 1}, stage1)
+    config = check_stage2_config({"hidden": [8], "batch_size": 16, "epochs": 1}, stage1)
     trainer = Stage2Trainer(stage1, config, train.images, log=lambda *_: None)
     draws, gen = [], np.random.default_rng(5)
 
@@ -303,7 +303,7 @@ def test_stage2_moments_match_their_definitions(tiny_run):
     stage-1 aggregate moments, mse2 = mean (μ − ẑ)², var_loss2 = mean_j Var μ_j − mean_j Var ẑ_j."""
     stage1 = load_stage1(tiny_run)
     train, _ = stage1.load_data()
-    config = check_stage2_config({**STAGE2_DEFAULTS, "hidden": [8], "batch_size": 32, "epochs": 1,
+    config = check_stage2_config({"hidden": [8], "batch_size": 32, "epochs": 1,
                                   "seed": 3}, stage1)
     trainer = Stage2Trainer(stage1, config, train.images, log=lambda *_: None)
     for _ in range(3):
