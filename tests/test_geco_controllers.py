@@ -183,6 +183,11 @@ def test_warm_lambda0_gives_the_gradient_of_the_beta_vae_at_gamma_kappa_squared(
         for g_geco, g_elbo in zip(*grads):
             np.testing.assert_allclose(g_geco, g_elbo, rtol=1e-10, atol=1e-13)
     assert GECO(C.RE(kappa)).loss(x, model(x, eps=eps))[1]["lambda"] == 1.0      # alg1 keeps λ₀ = 1
+    for controller in ("alg1", "warm", "pid"):                                     # an explicit λ₀ wins
+        assert GECO(C.RE(kappa), controller=controller, lambda_init=50.0).loss(
+            x, model(x, eps=eps))[1]["lambda"] == pytest.approx(50.0, rel=1e-14)
+    capped = GECO(C.RE(kappa), controller="warm", lambda_max=100.0).loss(x, model(x, eps=eps))[1]
+    assert capped["lambda"] == pytest.approx(100.0) and capped["lambda_at_bound"] is True
 
 
 def test_beta_vae_lambda_of_each_constraint():

@@ -59,8 +59,9 @@ class GECO(Objective):
     name = "geco"
 
     def __init__(self, constraints, alpha=DEFAULT_ALPHA, eta=DEFAULT_ETA, scale=None,
-                 lambda_init=DEFAULT_LAMBDA_INIT, lambda_min=DEFAULT_LAMBDA_MIN, lambda_max=DEFAULT_LAMBDA_MAX,
+                 lambda_init=None, lambda_min=DEFAULT_LAMBDA_MIN, lambda_max=DEFAULT_LAMBDA_MAX,
                  controller="alg1"):
+        """``lambda_init`` None: the controller's λ₀ (alg1: 1; warm, pid: the β-VAE's λ_β); a number: that λ₀."""
         constraints = [constraints] if isinstance(constraints, Constraint) else list(constraints)
         if not constraints or not all(isinstance(c, Constraint) for c in constraints):
             raise ValueError("GECO needs at least one constraint (re, fre, pncc or cla)")
@@ -69,7 +70,12 @@ class GECO(Objective):
             raise ValueError(f"geco: the moving-average factor alpha must lie in [0, 1), got {alpha}")
         if not (float(eta) > 0 and math.isfinite(float(eta))):
             raise ValueError(f"geco: the dual step eta must be positive, got {eta}")
-        if not 0 < float(lambda_min) <= float(lambda_init) <= float(lambda_max) < math.inf:
+        self.controller = make_controller(controller, eta=eta)
+        self.explicit_init = lambda_init is not None
+        lambda_init = DEFAULT_LAMBDA_INIT if lambda_init is None else lambda_init
+        deferred = not self.explicit_init and self.controller.defers_lambda0   # warm, pid: λ₀ from D later
+        if not (0 < float(lambda_min) <= float(lambda_max) < math.inf
+                and (deferred or float(lambda_min) <= float(lambda_init) <= float(lambda_max))):
             raise ValueError(f"geco: need 0 < lambda_min <= lambda_init <= lambda_max < inf, got "
                              f"lambda_min={lambda_min}, lambda_init={lambda_init}, lambda_max={lambda_max}")
         if scale is None:
@@ -83,10 +89,9 @@ class GECO(Objective):
         self.scale = numpy.array(scale, dtype=numpy.float64)
         self.lambda_init = float(lambda_init)
         self.log_min, self.log_max = math.log(float(lambda_min)), math.log(float(lambda_max))
-        self.log_lambda = numpy.full(n, math.log(self.lambda_init))
+        self.log_lambda = numpy.clip(numpy.full(n, math.log(self.lambda_init)), self.log_min, self.log_max)
         self.c_ma = numpy.zeros(n)
         self.step = 0
-        self.controller = make_controller(controller, eta=self.eta)
         self.controller.bind(n, self.scale, self.log_min, self.log_max)
         self.steps_at_bound = numpy.zeros(n, dtype=numpy.int64)
 
@@ -150,7 +155,7 @@ class GECO(Objective):
         c_batch_values = [float(c.data) for c in c_batch]
         c_ma = self._moving_average(c_batch_values)
         d = math.prod(x.shape[1:])
-        if self.step == 0:   # a controller's λ₀ may depend on D (warm, pid); the same value at every call
+        if self.step == 0 and not self.explicit_init:   # warm/pid's λ₀ depends on D; the same value at every call
             initial = self.controller.initial_log_lambda(self.constraints, d)
             if initial is not None:
                 self.log_lambda = numpy.asarray(initial, dtype=numpy.float64)

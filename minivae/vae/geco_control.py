@@ -98,6 +98,7 @@ class Controller:
     :meth:`initial_log_lambda` before its first step, then :meth:`update` after each step."""
 
     name = ""
+    defers_lambda0 = False      # True: initial_log_lambda sets λ₀ from D at the first batch
 
     def bind(self, n: int, scale, log_min: float, log_max: float) -> None:
         self.n = int(n)
@@ -138,6 +139,8 @@ class Alg1(Controller):
 
 class _FromBetaVAE(Controller):
     """λ₀ = λ_β(D) (or a given lambda0), clipped to the bounds."""
+
+    defers_lambda0 = True
 
     def __init__(self, lambda0=None):
         self.lambda0 = None if lambda0 is None else _positive("lambda0", lambda0)
