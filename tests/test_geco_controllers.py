@@ -23,7 +23,8 @@ from minivae import Tensor, backend
 from minivae.vae import ELBO, DenseVAE
 from minivae.vae import constraints as C
 from minivae.vae.geco import GECO
-from minivae.vae.geco_control import (PID, Alg1, Controller, Warm, at_bound, beta_vae_lambda, make_controller)
+from minivae.vae.geco_control import (PID, Alg1, Controller, Warm, at_bound, beta_vae_lambda, lambda_bracket,
+                                      make_controller)
 from minivae.vae.models import VAEOutput
 
 LOG_MIN, LOG_MAX = math.log(1e-6), math.log(1e6)
@@ -160,19 +161,20 @@ def test_bad_controllers_are_refused(call, match):
 
 # --------------------------------------------------------------------------- λ₀ from the β-VAE
 
-def test_warm_lambda0_gives_the_gradient_of_the_beta_vae_at_gamma_kappa_squared():
-    """KL + λ₀·C_RE with λ₀ = D/(2κ²) has the gradient of the ELBO at γ = κ², β = 1 (math.md §3)."""
+def test_lambda0_gives_the_gradient_of_the_beta_vae_at_gamma_kappa_squared_or_kappa():
+    """KL + λ₀·C_RE with λ₀ = D/(2γ) has the gradient of the ELBO at γ, β = 1 (math.md §3):
+    warm starts at γ = κ² (λ_β), pid at γ = κ (√(λ_lo λ_hi) with λ_lo = D/2)."""
     backend.use("numpy", dtype="float64")
     model = DenseVAE((1, 4, 5), hidden=(7,), latent_dim=3, activation="tanh")
     rng = np.random.default_rng(0)
     x, eps = Tensor(rng.random((6, 1, 4, 5))), rng.standard_normal((6, 3))
     kappa = 0.3
-    for controller in ("warm", "pid"):
+    for controller, gamma in (("warm", kappa ** 2), ("pid", kappa)):    # pid: the bracket's midpoint D/(2κ)
         geco = GECO(C.RE(kappa), controller=controller)
         loss, terms = geco.loss(x, model(x, eps=eps))
-        assert terms["lambda"] == pytest.approx(20 / (2 * kappa ** 2), rel=1e-12)   # D = 20 pixels
+        assert terms["lambda"] == pytest.approx(20 / (2 * gamma), rel=1e-12)   # D = 20 pixels
         grads = []
-        for objective_loss in (loss, ELBO(gamma=kappa ** 2).loss(x, model(x, eps=eps))[0]):
+        for objective_loss in (loss, ELBO(gamma=gamma).loss(x, model(x, eps=eps))[0]):
             for p in model.parameters():
                 p.grad = None
             if objective_loss is not loss:
@@ -194,6 +196,10 @@ def test_beta_vae_lambda_of_each_constraint():
     assert beta_vae_lambda(C.RE(0.15), 784) == pytest.approx(784 / (2 * 0.0225))
     assert beta_vae_lambda(C.FRE(0.1), 100) == pytest.approx(100 / (2 * 0.01))
     assert beta_vae_lambda(C.PNCC(0.9), 784) == pytest.approx(784 / (2 * 0.1))
+    assert lambda_bracket(C.CLA(0.75, lambda t: t), 784) == pytest.approx((392.0, 784 / 0.5))
+    pid = _bound(PID(), n=2)
+    np.testing.assert_allclose(pid.initial_log_lambda([C.RE(0.15), C.PNCC(0.84)], 784),
+                               np.log([784 / (2 * 0.15), 784 / (2 * 0.4)]), rtol=1e-14)   # D/(2√s)
     warm = _bound(Warm(), n=2, log_max=math.log(1e4))
     np.testing.assert_allclose(warm.initial_log_lambda([C.RE(0.15), C.PNCC(0.8)], 784),
                                [math.log(1e4), math.log(784 / 0.4)])          # clipped to λ_max

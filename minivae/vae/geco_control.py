@@ -37,7 +37,22 @@ exceed one, e ≥ −1 always, while e can be large and positive early in traini
       log λ_t = clip( u_t , log λ_min, log λ_max )
       I_lo,t = (log λ_min − log λ_ref − K_P e_t − K_D (e_t − e_{t−1})₊) / K_I,   I_hi,t likewise with λ_max
 
-  with log λ_ref = log λ_β (as ``warm``; λ₀ if given), I_0 = 0, e_0 = e_1. The integral
+  with I_0 = 0, e_0 = e_1, defaults **(choice)** K_P = 0.5, K_I = 0.002, K_D = 0, and
+  λ_ref (λ₀ if given) the log-midpoint of a bracket of the multiplier λ* that meets
+  the constraint, λ_lo = D/2 ≤ λ* ≤ λ_hi = λ_β = D/(2s):
+
+      λ_ref = √(λ_lo · λ_hi) = D / (2 √s)                     (RE: D/(2κ), the β-VAE at γ = κ)
+
+  λ_hi: a β = 1 VAE with a learned γ settles at γ = its MSE (math.md §2); at a fixed
+  γ = κ² above that MSE its MSE stays below κ² (above its stable fixed point MSE(γ) < γ),
+  so the constraint holds with slack at λ_β and λ* ≤ λ_β whenever κ² is looser than
+  that VAE's MSE -- GECO's use, trading reconstruction for less KL. λ_lo: at γ = 1
+  (λ = D/2) the decoder noise exceeds the variance of data in [0, 1], the posterior
+  collapses and MSE → Var(x) > κ² for any useful tolerance, so λ* ≥ D/2. Starting at
+  λ_β (as ``warm``) the controller comes from above: on MNIST the early, incurable
+  violation lifts λ further, switches on latent variables, and 20 epochs do not switch
+  them off (docs/results.md, issue 11); the midpoint is within a factor 1/√s of λ*
+  either way. The integral
   is clamped so the unclipped output u never passes a bound ("integrator clamping"):
   the integral stores no violation the bounded λ could not act on, so when e changes
   sign, λ leaves the bound at once. **Why log λ** (the paper's update is multiplicative
@@ -59,7 +74,7 @@ import math
 
 import numpy
 
-DEFAULT_PID_GAINS = {"kp": 1.0, "ki": 0.002, "kd": 0.0}
+DEFAULT_PID_GAINS = {"kp": 0.5, "ki": 0.002, "kd": 0.0}
 
 
 def update_log_lambda(log_lambda, c_ma, eta, scale, log_min, log_max):
@@ -80,6 +95,11 @@ def at_bound(log_lambda, log_min, log_max) -> numpy.ndarray:
     """True where λ sits on λ_min or λ_max (the clip returns the bound exactly)."""
     log_lambda = numpy.asarray(log_lambda, dtype=numpy.float64)
     return (log_lambda <= log_min) | (log_lambda >= log_max)
+
+
+def lambda_bracket(constraint, d: int):
+    """(λ_lo, λ_hi) = (D/2, D/(2s)): the bracket of λ* (module docstring); λ_hi is :func:`beta_vae_lambda`."""
+    return int(d) / 2.0, beta_vae_lambda(constraint, d)
 
 
 def beta_vae_lambda(constraint, d: int) -> float:
@@ -137,23 +157,26 @@ class Alg1(Controller):
         return f"Alg1(eta={self.eta})"
 
 
-class _FromBetaVAE(Controller):
-    """λ₀ = λ_β(D) (or a given lambda0), clipped to the bounds."""
+class _FromBracket(Controller):
+    """λ₀ from the bracket [D/2, D/(2s)] of λ* (or a given lambda0), clipped to the bounds."""
 
     defers_lambda0 = True
 
     def __init__(self, lambda0=None):
         self.lambda0 = None if lambda0 is None else _positive("lambda0", lambda0)
 
+    def default_lambda0(self, constraint, d):  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def initial_log_lambda(self, constraints, d):
         if self.lambda0 is not None:
             values = [self.lambda0] * len(constraints)
         else:
-            values = [beta_vae_lambda(c, d) for c in constraints]
+            values = [self.default_lambda0(c, d) for c in constraints]
         return self._clip(numpy.log(numpy.asarray(values, dtype=numpy.float64)))
 
 
-class Warm(_FromBetaVAE):
+class Warm(_FromBracket):
     """β-VAE-equivalent λ₀ and the symmetric step log λ ← clip(log λ + η clip(C_ma/s, −1, 1))."""
 
     name = "warm"
@@ -161,6 +184,9 @@ class Warm(_FromBetaVAE):
     def __init__(self, eta: float = 0.01, lambda0=None):
         super().__init__(lambda0)
         self.eta = _positive("eta", eta)
+
+    def default_lambda0(self, constraint, d):
+        return beta_vae_lambda(constraint, d)                    # λ_hi = D/(2s)
 
     def update(self, log_lambda, c_ma):
         e = relative_violation(c_ma, self.scale)
@@ -170,7 +196,7 @@ class Warm(_FromBetaVAE):
         return f"Warm(eta={self.eta}, lambda0={self.lambda0})"
 
 
-class PID(_FromBetaVAE):
+class PID(_FromBracket):
     """PI(D) on log λ with integrator clamping (module docstring; Stooke et al. 2020)."""
 
     name = "pid"
@@ -182,6 +208,10 @@ class PID(_FromBetaVAE):
         self.ki = _positive("ki", ki)
         self.clip_error = None if clip_error is None else _positive("clip_error", clip_error)
         self.integral = self.e_prev = self.log_ref = None
+
+    def default_lambda0(self, constraint, d):
+        low, high = lambda_bracket(constraint, d)
+        return math.sqrt(low * high)                             # D / (2 √s); RE: D / (2κ)
 
     def update(self, log_lambda, c_ma):
         e = relative_violation(c_ma, self.scale, self.clip_error)
@@ -244,4 +274,4 @@ def _non_negative(name, value):
 
 
 __all__ = ["Alg1", "CONTROLLERS", "Controller", "DEFAULT_PID_GAINS", "PID", "Warm", "at_bound",
-           "beta_vae_lambda", "make_controller", "relative_violation", "update_log_lambda"]
+           "beta_vae_lambda", "lambda_bracket", "make_controller", "relative_violation", "update_log_lambda"]
