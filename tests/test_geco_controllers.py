@@ -23,8 +23,8 @@ from minivae import Tensor, backend
 from minivae.vae import ELBO, DenseVAE
 from minivae.vae import constraints as C
 from minivae.vae.geco import GECO
-from minivae.vae.geco_control import (PID, Alg1, Controller, Warm, at_bound, beta_vae_lambda, lambda_bracket,
-                                      make_controller)
+from minivae.vae.geco_control import (PID, Alg1, Controller, Warm, at_bound, beta_vae_lambda, bound_warning,
+                                      lambda_bracket, make_controller)
 from minivae.vae.models import VAEOutput
 
 LOG_MIN, LOG_MAX = math.log(1e-6), math.log(1e6)
@@ -290,3 +290,9 @@ def test_a_custom_controller_object_is_used_as_given():
     geco.after_step({"c_batch": 0.5})
     assert geco.lambdas[0] == pytest.approx(4.0)
     assert geco.state_dict()["controller"] == {"name": "halve"}
+
+
+def test_the_bound_warning_names_each_constraint_and_its_count():
+    assert bound_warning(["re", "cla"], [0, 0], 100, 1e-6, 1e6) is None
+    line = bound_warning(["re", "cla"], [0, 37], 100, 1e-6, 1e6)
+    assert line.startswith("warning: geco λ sat on its bound [1e-06, 1e+06] (cla 37 of 100 steps)")

@@ -102,6 +102,19 @@ def lambda_bracket(constraint, d: int):
     return int(d) / 2.0, beta_vae_lambda(constraint, d)
 
 
+def bound_warning(names, steps_at_bound, steps: int, lambda_min: float, lambda_max: float):
+    """One line for the progress display / report when any λ sat on a bound, else None.
+
+    ``steps_at_bound`` is GECO's per-constraint count; a λ on a bound means the constraint
+    no longer steers it (λ_max: the violation is not being cured; λ_min: it is inactive).
+    """
+    hits = [f"{name} {int(n)} of {int(steps)} steps" for name, n in zip(names, steps_at_bound) if int(n) > 0]
+    if not hits:
+        return None
+    return (f"warning: geco λ sat on its bound [{lambda_min:g}, {lambda_max:g}] ({'; '.join(hits)}); "
+            "at the bound λ does not follow the constraint -- see docs/math.md §3 (--geco-controller pid)")
+
+
 def beta_vae_lambda(constraint, d: int) -> float:
     """λ_β = D / (2 s): the multiplier of the β-VAE (β = 1, γ = κ²) equivalent to the constraint.
 
@@ -274,4 +287,4 @@ def _non_negative(name, value):
 
 
 __all__ = ["Alg1", "CONTROLLERS", "Controller", "DEFAULT_PID_GAINS", "PID", "Warm", "at_bound",
-           "beta_vae_lambda", "lambda_bracket", "make_controller", "relative_violation", "update_log_lambda"]
+           "beta_vae_lambda", "bound_warning", "lambda_bracket", "make_controller", "relative_violation", "update_log_lambda"]
