@@ -129,13 +129,22 @@ def frontier_kl(mse, elbo):
     return None
 
 
+def path_peaks(out, run):
+    """(max λ of the first constraint, max of KL averaged over 10 trace records) along a run."""
+    records = [json.loads(line) for line in open(os.path.join(out, run + ".trace.jsonl"))]
+    lam = [r["lambda"] if isinstance(r["lambda"], float) else r["lambda"][0] for r in records]
+    kl = [r["kl"] for r in records]
+    smooth = [sum(kl[i:i + 10]) / 10 for i in range(max(1, len(kl) - 9))]
+    return max(lam), max(smooth)
+
+
 def table(out):
     results = [json.load(open(os.path.join(out, f))) for f in sorted(os.listdir(out)) if f.endswith(".json")]
     elbo = [r for r in results if r["kind"] == "elbo"]
-    lines = ["| run | epochs | steps at bound | final C_ma (train) | final λ | test MSE | test KL | active | "
-             "frontier KL at that MSE | gap |", "|" + " --- |" * 10]
+    lines = ["| run | epochs | steps at bound | max λ | peak KL (train) | final C_ma (train) | final λ | test MSE | "
+             "test KL | active | frontier KL at that MSE | gap |", "|" + " --- |" * 12]
     for r in sorted(elbo, key=lambda r: float(r["value"])):
-        lines.append(f"| ELBO γ = {r['value']} | {r['epochs']} | – | – | (D/2γ = {784 / (2 * float(r['value'])):.0f}) "
+        lines.append(f"| ELBO γ = {r['value']} | {r['epochs']} | – | – | – | – | (D/2γ = {784 / (2 * float(r['value'])):.0f}) "
                      f"| {r['test']['mse']:.5f} | {r['test']['kl']:.2f} | {r['active']} | – | – |")
     for r in results:
         if r["kind"] != "geco":
@@ -144,8 +153,9 @@ def table(out):
         ref = frontier_kl(mse, elbo)
         gap = "outside sweep" if ref is None else f"{100 * (kl - ref) / ref:+.1f} %"
         fmt = lambda v: ", ".join(f"{x:.3g}" for x in v)  # noqa: E731
+        top_lambda, top_kl = path_peaks(out, r["run"])
         lines.append(f"| GECO {r['constraint']} κ = {r['kappa']}, {r['value']} | {r['epochs']} | "
-                     f"{fmt(r['steps_at_bound'])} of {r['steps']} | {fmt(r['c_ma'])} | {fmt(r['lambda'])} | {mse:.5f} | "
+                     f"{fmt(r['steps_at_bound'])} of {r['steps']} | {top_lambda:.3g} | {top_kl:.1f} | {fmt(r['c_ma'])} | {fmt(r['lambda'])} | {mse:.5f} | "
                      f"{kl:.2f} | {r['active']} | {'–' if ref is None else f'{ref:.2f}'} | {gap} |")
     print("\n".join(lines))
 
