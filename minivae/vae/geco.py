@@ -11,6 +11,11 @@ Lagrangian L = KL + λᵀC):
     loss = KL + Σ_j λ_j · C_t,j     (gradient step with λ_{t−1})
     then   log λ ← clip(log λ + η · C_ma / s,  log λ_min, log λ_max)
 
+The last line is the default dual controller ``alg1``; ``controller="warm"`` or ``"pid"``
+(or a :class:`~minivae.vae.geco_control.Controller`) replaces it, see
+:mod:`minivae.vae.geco_control` and math.md §3. ``steps_at_bound`` counts, per
+constraint, the steps whose λ sat on λ_min or λ_max (logged as ``lambda_at_bound``).
+
 λ lives in log space, so it can neither overflow nor turn negative; C_ma, log λ and
 the step counter are the objective's state (saved in checkpoints, restored on
 --resume, so a resumed run follows the same dual trajectory). ``loss`` never changes
@@ -37,6 +42,7 @@ from ..autograd import Tensor
 from ..settings import between, each, non_empty, positive, setting
 from .constraints import CONSTRAINTS, Constraint
 from .distributions import kl_diag_gaussian, squared_error
+from .geco_control import CONTROLLERS, at_bound, make_controller, update_log_lambda
 from .objective import Objective
 from .objective import mean_item as _mean_item
 
@@ -49,20 +55,15 @@ def moving_average_estimate(c_batch: Tensor, c_ma: float) -> Tensor:
     return c_batch + (float(c_ma) - float(c_batch.data))
 
 
-def update_log_lambda(log_lambda, c_ma, eta, scale, log_min, log_max):
-    """log λ ← clip(log λ + η · C_ma / s, log λ_min, log λ_max)  (math.md §3)."""
-    with numpy.errstate(over="ignore"):   # a huge violation gives ±inf, which the clip bounds
-        step = eta * numpy.asarray(c_ma, dtype=numpy.float64) / numpy.asarray(scale, dtype=numpy.float64)
-    return numpy.clip(numpy.asarray(log_lambda, dtype=numpy.float64) + step, log_min, log_max)
-
-
 class GECO(Objective):
     """The GECO Lagrangian for one or more :class:`~minivae.vae.constraints.Constraint`."""
 
     name = "geco"
 
     def __init__(self, constraints, alpha=DEFAULT_ALPHA, eta=DEFAULT_ETA, scale=None,
-                 lambda_init=DEFAULT_LAMBDA_INIT, lambda_min=DEFAULT_LAMBDA_MIN, lambda_max=DEFAULT_LAMBDA_MAX):
+                 lambda_init=None, lambda_min=DEFAULT_LAMBDA_MIN, lambda_max=DEFAULT_LAMBDA_MAX,
+                 controller="alg1"):
+        """``lambda_init`` None: the controller's λ₀ (alg1: 1; warm, pid: the β-VAE's λ_β); a number: that λ₀."""
         constraints = [constraints] if isinstance(constraints, Constraint) else list(constraints)
         if not constraints or not all(isinstance(c, Constraint) for c in constraints):
             raise ValueError("GECO needs at least one constraint (re, fre, pncc or cla)")
@@ -71,7 +72,12 @@ class GECO(Objective):
             raise ValueError(f"geco: the moving-average factor alpha must lie in [0, 1), got {alpha}")
         if not (float(eta) > 0 and math.isfinite(float(eta))):
             raise ValueError(f"geco: the dual step eta must be positive, got {eta}")
-        if not 0 < float(lambda_min) <= float(lambda_init) <= float(lambda_max) < math.inf:
+        self.controller = make_controller(controller, eta=eta)
+        self.explicit_init = lambda_init is not None
+        lambda_init = DEFAULT_LAMBDA_INIT if lambda_init is None else lambda_init
+        deferred = not self.explicit_init and self.controller.defers_lambda0   # warm, pid: λ₀ from D later
+        if not (0 < float(lambda_min) <= float(lambda_max) < math.inf
+                and (deferred or float(lambda_min) <= float(lambda_init) <= float(lambda_max))):
             raise ValueError(f"geco: need 0 < lambda_min <= lambda_init <= lambda_max < inf, got "
                              f"lambda_min={lambda_min}, lambda_init={lambda_init}, lambda_max={lambda_max}")
         if scale is None:
@@ -85,9 +91,11 @@ class GECO(Objective):
         self.scale = numpy.array(scale, dtype=numpy.float64)
         self.lambda_init = float(lambda_init)
         self.log_min, self.log_max = math.log(float(lambda_min)), math.log(float(lambda_max))
-        self.log_lambda = numpy.full(n, math.log(self.lambda_init))
+        self.log_lambda = numpy.clip(numpy.full(n, math.log(self.lambda_init)), self.log_min, self.log_max)
         self.c_ma = numpy.zeros(n)
         self.step = 0
+        self.controller.bind(n, self.scale, self.log_min, self.log_max)
+        self.steps_at_bound = numpy.zeros(n, dtype=numpy.int64)
 
     # -- hyperparameters (the run layer makes flags and config keys of them) --------------
     @dataclasses.dataclass
@@ -103,7 +111,11 @@ class GECO(Objective):
         geco_scale: list = setting(None, "normaliser s of the λ update, one or one per constraint "
                                    "(default κ² for re/fre, 1 − κ for pncc/cla)", kind="floats",
                                    check=each(positive), optional=True)
-        lambda_init: float = setting(DEFAULT_LAMBDA_INIT, "initial λ", kind="float", check=positive)
+        geco_controller: str = setting("alg1", "the dual update of λ: alg1 (Rezende & Viola's Algorithm 1), warm "
+                                       "(λ₀ of the equivalent β-VAE, symmetric clipped step), pid (PI on log λ "
+                                       "with anti-windup); math.md §3", kind="str", choices=tuple(CONTROLLERS))
+        lambda_init: float = setting(None, "initial λ (default: the controller's own: alg1 1, warm D/(2s), "
+                                     "pid D/(2√s))", kind="float", check=positive, optional=True)
         lambda_min: float = setting(DEFAULT_LAMBDA_MIN, "lower bound of λ", kind="float", check=positive)
         lambda_max: float = setting(DEFAULT_LAMBDA_MAX, "upper bound of λ", kind="float", check=positive)
         classifier: str = setting(None, "cla: folder or .npz of a classifier from python -m minivae.classifier "
@@ -129,9 +141,12 @@ class GECO(Objective):
         if params.classifier is not None and "cla" not in names:
             raise ValueError("--classifier is used only by the cla constraint; add cla to --constraint "
                              "or drop --classifier")
-        if not params.lambda_min <= params.lambda_init <= params.lambda_max:
+        init = params.lambda_min if params.lambda_init is None else params.lambda_init
+        if not params.lambda_min <= init <= params.lambda_max:
             raise ValueError(f"geco: need lambda_min <= lambda_init <= lambda_max, got lambda_min="
                              f"{params.lambda_min}, lambda_init={params.lambda_init}, lambda_max={params.lambda_max}")
+        if params.lambda_init is None and params.geco_controller == "alg1":
+            params = dataclasses.replace(params, lambda_init=DEFAULT_LAMBDA_INIT)   # recorded, not implied
         return dataclasses.replace(params, geco_scale=[float(v) for v in scale])
 
     @classmethod
@@ -147,7 +162,8 @@ class GECO(Objective):
             else:
                 built.append(CONSTRAINTS[name](kappa))
         return cls(built, alpha=params.geco_alpha, eta=params.geco_eta, scale=params.geco_scale,
-                   lambda_init=params.lambda_init, lambda_min=params.lambda_min, lambda_max=params.lambda_max)
+                   lambda_init=params.lambda_init, lambda_min=params.lambda_min, lambda_max=params.lambda_max,
+                   controller=params.geco_controller)
 
     # -- the objective -----------------------------------------------------------------
     @property
@@ -168,37 +184,44 @@ class GECO(Objective):
         c_batch = [ops.mean(c(x, out.x_hat, labels)) for c in self.constraints]
         c_batch_values = [float(c.data) for c in c_batch]
         c_ma = self._moving_average(c_batch_values)
+        d = math.prod(x.shape[1:])
+        if self.step == 0 and not self.explicit_init:   # warm/pid's λ₀ depends on D; the same value at every call
+            initial = self.controller.initial_log_lambda(self.constraints, d)
+            if initial is not None:
+                self.log_lambda = numpy.asarray(initial, dtype=numpy.float64)
         lambdas = self.lambdas
         loss = ops.mean(kl)
         for c, ma, lam in zip(c_batch, c_ma, lambdas):
             loss = loss + moving_average_estimate(c, ma) * float(lam)
-        d = math.prod(x.shape[1:])
         sq = squared_error(x, out.x_hat)
         rec = _mean_item(sq)
         mse = rec / d
         single = len(self.constraints) == 1
         pick = (lambda v: float(v[0])) if single else (lambda v: [float(a) for a in v])
+        pick_bool = (lambda v: bool(v[0])) if single else (lambda v: [bool(a) for a in v])
         terms = {"loss": _mean_item(loss), "kl": _mean_item(kl), "rec": rec, "mse": mse,
                  "nll": 0.5 * d * (math.log(2 * math.pi * max(mse, 1e-300)) + 1.0), "gamma": mse,
-                 "c_batch": pick(c_batch_values), "c_ma": pick(c_ma), "lambda": pick(lambdas)}
+                 "c_batch": pick(c_batch_values), "c_ma": pick(c_ma), "lambda": pick(lambdas),
+                 "lambda_at_bound": pick_bool(at_bound(self.log_lambda, self.log_min, self.log_max))}
         terms["neg_elbo"] = terms["nll"] + terms["kl"]  # −ELBO under N(x̂, γ*I), β = 1: comparable across objectives
         return loss, terms
 
     def after_step(self, terms: dict) -> None:
-        """Commit C_ma with this step's C_batch, then the multiplicative λ update."""
+        """Commit C_ma with this step's C_batch, count a step spent at a bound, then the controller's λ update."""
         c_batch = numpy.atleast_1d(numpy.asarray(terms["c_batch"], dtype=numpy.float64))
         if c_batch.shape != self.c_ma.shape:
             raise ValueError(f"geco: after_step got {c_batch.size} constraint value(s), expected {self.c_ma.size}")
         self.c_ma = self._moving_average(c_batch)
-        self.log_lambda = update_log_lambda(self.log_lambda, self.c_ma, self.eta, self.scale,
-                                            self.log_min, self.log_max)
+        self.steps_at_bound += at_bound(self.log_lambda, self.log_min, self.log_max)   # the λ this step used
+        self.log_lambda = numpy.asarray(self.controller.update(self.log_lambda, self.c_ma), dtype=numpy.float64)
         self.step += 1
 
     # -- checkpointed state --------------------------------------------------------------
     def state(self) -> dict:
         return {"log_lambda": [float(v) for v in self.log_lambda], "c_ma": [float(v) for v in self.c_ma],
                 "step": int(self.step), "constraints": [c.name for c in self.constraints],
-                "lambda": [float(v) for v in self.lambdas]}
+                "lambda": [float(v) for v in self.lambdas], "steps_at_bound": self.steps_at_bound.tolist(),
+                "controller": {"name": self.controller.name, **self.controller.state()}}
 
     def load_state(self, state: dict) -> None:
         if not state:
@@ -212,11 +235,18 @@ class GECO(Objective):
         c_ma = numpy.asarray(state["c_ma"], dtype=numpy.float64).reshape(-1)
         if log_lambda.size != n or c_ma.size != n:
             raise ValueError(f"geco: the checkpoint holds {log_lambda.size} multiplier(s), this run has {n}")
+        controller = dict(state.get("controller") or {"name": "alg1"})   # older checkpoints: Algorithm 1
+        saved = controller.pop("name")
+        if saved != self.controller.name:
+            raise ValueError(f"geco: the checkpoint was trained with the {saved!r} controller, this run has "
+                             f"{self.controller.name!r}; resume with --geco-controller {saved}")
+        self.controller.load_state(controller)
+        self.steps_at_bound = numpy.asarray(state.get("steps_at_bound", [0] * n), dtype=numpy.int64).reshape(n)
         self.log_lambda, self.c_ma, self.step = log_lambda, c_ma, int(state["step"])
 
     def __repr__(self):
         return (f"GECO({self.constraints}, alpha={self.alpha}, eta={self.eta}, scale={self.scale.tolist()}, "
-                f"lambda={self.lambdas.tolist()})")
+                f"lambda={self.lambdas.tolist()}, controller={self.controller!r})")
 
 
 class _ProbeCLA(Constraint):
