@@ -104,7 +104,7 @@ class Trainer:
         self.batches = BatchIterator(self.train_set.images, config.optim.batch_size, shuffle=True,
                                      seed=config.run.seed, drop_last=True, return_indices=True)
         self.needs_labels = bool(self.objective.needs_labels)
-        self.step, self._last_saved, self._stop = 0, None, None
+        self.step, self._last_saved, self._stop, self._warned_bound = 0, None, None, False
         if resume and folder.has_checkpoint() and not overwrite:
             self._restore()
         else:
@@ -280,6 +280,7 @@ class Trainer:
                     metrics.write(json.dumps(record) + "\n")
                     metrics.flush()
                     progress.update(self.step, record)
+                    self._warn_once_at_bound(record)
                     window_start, window_images = time.perf_counter(), 0
                 if config.run.diagnose_every and self.step % config.run.diagnose_every == 0:
                     self._record_latents()
@@ -294,6 +295,22 @@ class Trainer:
         if self._last_saved != self.step:
             self.save()
         progress.close()
+
+    def _bound_warning(self):
+        """GECO: the one-line warning when any λ sat on its bound so far, else None."""
+        counts = getattr(self.objective, "steps_at_bound", None)
+        if counts is None or not numpy.any(counts):
+            return None
+        from ..vae.geco_control import bound_warning  # noqa: PLC0415
+        return bound_warning([c.name for c in self.objective.constraints], counts, self.step,
+                             numpy.exp(self.objective.log_min), numpy.exp(self.objective.log_max))
+
+    def _warn_once_at_bound(self, record):
+        at_bound = record.get("lambda_at_bound")
+        if at_bound and any(at_bound if isinstance(at_bound, list) else [at_bound]) and not self._warned_bound:
+            self._warned_bound = True
+            self.log(f"\nwarning: at step {self.step} GECO's λ reached its bound: it no longer follows the "
+                     "constraint (see the final summary; --geco-controller pid avoids this)")
 
     def _record_latents(self, n=1000):
         """Per-variable Var μ and E σ² on a fixed test subset (latents.jsonl): the evolution plot of
@@ -344,6 +361,9 @@ class Trainer:
                               "test": len(self.test_set), "shape": list(self.train_set.shape)}}
         if self.train_set.factor_names:
             report["dataset"]["true_factors"] = list(self.train_set.factor_names)
+        warning = self._bound_warning()
+        if warning:
+            report["warnings"] = [warning]
         self.folder.write_json(REPORT, report)
         self.write_images()
         report["plots"] = write_training_plots(self.out)

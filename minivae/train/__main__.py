@@ -58,16 +58,10 @@ def train(args: dict, argv=None) -> int:
              f"KL {test['kl']:.3f}",
              f"active latents {lat['active_count']}/{lat['latent_dim']} (Var μ_j >= {lat['inactive_threshold']})",
              f"variance law mean {lat['variance_law_mean']:.3f} (expected ≈ 1)"]
-    bound = (report.get("objective_state") or {}).get("steps_at_bound")
-    if bound and any(_as_list(bound)):
-        parts.append(f"WARNING λ sat at its bound for {bound} step(s): GECO did not converge to its stationary "
-                     "point (try --geco-controller)")
     log("  ".join(parts) + f"  -> {config.run.out}")
+    for warning in report.get("warnings", []):
+        log(warning)
     return 0
-
-
-def _as_list(v):
-    return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
 def _resume_base(args: dict) -> dict:
