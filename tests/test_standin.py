@@ -62,6 +62,12 @@ def test_host_arrays_are_refused_on_the_device_side(cp, d):
             attempt()
 
 
+def test_a_device_integer_is_no_python_index(cp):
+    with pytest.raises(TypeError, match="cannot be used as a Python index"):
+        [10, 20, 30][cp.asarray(1)]
+    assert [10, 20, 30][int(cp.asarray(1))] == 20
+
+
 def test_in_place_with_a_host_array_is_refused(d):
     with pytest.raises(TypeError, match="Unsupported type"):
         d += np.ones(3)

@@ -221,7 +221,10 @@ class ndarray:
     __int__ = _d2h("__int__")
     __complex__ = _d2h("__complex__")
     __bool__ = _d2h("__bool__")
-    __index__ = _d2h("__index__")
+
+    def __index__(self):
+        raise TypeError("a device array cannot be used as a Python index (CuPy stand-in refuses it); "
+                        "use int(a), which copies it to the host")
     __format__ = _d2h("__format__")
 
     def __repr__(self):
