@@ -4,7 +4,7 @@ The budget (design.md: data stays on the device, only what is printed comes back
 
 * host → device: one copy per step, the batch of images (plus its labels when the
   objective needs them, e.g. GECO's CLA constraint);
-* device → host: one scalar per logged term the objective computes on the device:
+* device → host: one scalar (a single float32, reduced on the device) per logged term:
   ``kl``, ``mse``, ``loss``, ``rec`` (``nll`` and ``neg_elbo`` are derived from them
   on the host), plus γ itself when it is a learned parameter. The balanced γ update
   (Dai & Wipf) needs only ``mse``, already among them;
@@ -72,6 +72,7 @@ def test_transfers_per_step_hold_the_budget(standin, tmp_path, objective, log_ev
         down = [e for e in events if e[0] == "d2h"]
         assert len(up) == h2d and len(down) == d2h, f"step {i}: {events}"
         assert up[0][1] == batch_bytes, up               # the batch itself (float32 on both sides)
+        assert all(n == 4 for _, n, _ in down), down     # each a single float32: reduced on the device
     # the last step is logged in both runs (step == total); with log_every=1 every step is
     with open(os.path.join(trainer.out, "metrics.jsonl")) as f:
         assert len(f.readlines()) == (4 if log_every == 1 else 1)
