@@ -123,6 +123,9 @@ def main():
         return
     torch.set_num_threads(args.threads)
     device = "cuda" if args.backend == "cupy" else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        print(f"PyTorch {torch.__version__} has no CUDA here: no reference ratio")
+        return
     theirs = torch_step_time(data, device, args.steps, args.repeats)
     print(f"PyTorch {torch.__version__} ({device}, {torch.get_num_threads()} threads): {theirs * 1e3:.3f} ms/step"
           f"  -> {theirs * 60000 / BATCH:.2f} s per 60k-image epoch")

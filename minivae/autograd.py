@@ -232,7 +232,7 @@ def as_tensor(value, like=()) -> Tensor:
         dtype = backend.default_dtype()
     if numpy.isscalar(value) or (isinstance(value, numpy.ndarray) and value.ndim == 0):
         xp = _module_of(like)
-        return Tensor(xp.asarray(value, dtype=dtype))
+        return Tensor(xp.full((), value, dtype=dtype))  # made on the device: no host copy
     return Tensor(value)
 
 

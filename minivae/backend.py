@@ -113,6 +113,17 @@ def is_available(backend: str) -> bool:
         return False
 
 
+def describe() -> str:
+    """The active backend in words, for logs and benchmark records: ``'numpy 2.1.0'``,
+    ``'cupy 13.3.0 on NVIDIA H200'`` (the device name as the CUDA runtime reports it)."""
+    module = xp()
+    text = f"{name()} {module.__version__}"
+    if name() == "cupy":
+        device = module.cuda.runtime.getDeviceProperties(module.cuda.Device().id)["name"]
+        text += f" on {device.decode() if isinstance(device, bytes) else device}"
+    return text
+
+
 # --------------------------------------------------------------------------- dtype
 
 def set_default_dtype(dtype) -> None:

@@ -10,14 +10,33 @@ def test_unknown_backend_lists_the_choices():
         backend.use("tpu")
 
 
-def test_cupy_request_without_gpu_is_one_clear_line():
-    if backend.is_available("cupy"):
-        pytest.skip("a GPU is present")
+def test_cupy_request_without_cupy_is_one_clear_line(no_cupy):
+    backend._state.name = None
+    assert not backend.is_available("cupy")
     with pytest.raises(backend.BackendError) as info:
         backend.use("cupy")
     message = str(info.value)
-    assert "\n" not in message and "numpy" in message
-    assert ("pip install" in message) or ("GPU" in message)
+    assert "\n" not in message and "pip install minivae[gpu]" in message and "--backend numpy" in message
+
+
+def test_cupy_without_a_device_is_one_clear_line(standin, monkeypatch):
+    def no_device():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+    monkeypatch.setattr(standin.cuda.runtime, "getDeviceCount", no_device)
+    with pytest.raises(backend.BackendError) as info:
+        backend.use("cupy")
+    message = str(info.value)
+    assert "\n" not in message and "no usable CUDA GPU" in message and "--backend numpy" in message
+    monkeypatch.setattr(standin.cuda.runtime, "getDeviceCount", lambda: 0)
+    with pytest.raises(backend.BackendError, match="found no CUDA GPU; use --backend numpy"):
+        backend.use("cupy")
+
+
+def test_describe_names_the_device(standin):
+    assert backend.describe().startswith("numpy ")
+    backend.use("cupy")
+    text = backend.describe()
+    assert text.startswith("cupy 0.0.0+minivae.standin on ") and "not a GPU" in text
 
 
 def test_environment_variable_selects_the_backend(monkeypatch):

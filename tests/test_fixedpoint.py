@@ -195,10 +195,7 @@ def test_float32_sweep_agrees_with_float64():
     numpy.testing.assert_array_equal(s32.critical_indices, s64.critical_indices)
 
 
-@pytest.mark.cupy
-def test_cupy_matches_numpy():
-    if not backend.is_available("cupy"):
-        pytest.skip("CuPy or a CUDA GPU is not available")
+def test_cupy_matches_numpy(cupy_backend):
     x = datasets.lines(n=300, seed=0)
     betas = numpy.geomspace(1e-3, 0.5, 6)
     backend.use("numpy")

@@ -19,15 +19,13 @@ import math
 
 from .optimizer import Optimizer
 
-_CUPY_KERNEL = None
+_CUPY_KERNELS = {}   # per CuPy module object: built on first use
 
 
-def _cupy_adam_kernel():
+def _cupy_adam_kernel(cupy):
     """The whole Adam update as one CUDA kernel (built on first use)."""
-    global _CUPY_KERNEL
-    if _CUPY_KERNEL is None:
-        import cupy  # noqa: PLC0415  (lazy: only ever reached with CuPy arrays)
-        _CUPY_KERNEL = cupy.ElementwiseKernel(
+    if cupy not in _CUPY_KERNELS:
+        _CUPY_KERNELS[cupy] = cupy.ElementwiseKernel(
             "T grad, float64 b1, float64 b2, float64 wd, float64 step_size, float64 bc2_sqrt, float64 eps",
             "T param, T m, T v",
             """
@@ -37,7 +35,7 @@ def _cupy_adam_kernel():
             param -= (T)step_size * m / (sqrt(v) / (T)bc2_sqrt + (T)eps);
             """,
             "minivae_adam_step")
-    return _CUPY_KERNEL
+    return _CUPY_KERNELS[cupy]
 
 
 class Adam(Optimizer):
@@ -83,7 +81,7 @@ class Adam(Optimizer):
         step_size = lr / (1.0 - b1 ** t)
         bc2_sqrt = math.sqrt(1.0 - b2 ** t)
         if xp.__name__ == "cupy":
-            _cupy_adam_kernel()(g, b1, b2, wd, step_size, bc2_sqrt, eps, p, m, v)
+            _cupy_adam_kernel(xp)(g, b1, b2, wd, step_size, bc2_sqrt, eps, p, m, v)
             return
         self._for_each_block(
             lambda block, tmp, d: _adam_block(xp, p[block], g[block], m[block], v[block], tmp, d,

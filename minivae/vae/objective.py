@@ -34,8 +34,9 @@ ALIASES: dict = {}           # alias -> (name, fixed params), e.g. "bernoulli" -
 
 
 def mean_item(t: Tensor) -> float:
-    """The batch mean of a per-example Tensor, as a host float (one device→host transfer)."""
-    return float(backend.to_host(t.data).mean())
+    """The batch mean of a per-example Tensor, as a host float: reduced on the device, so one scalar
+    crosses to the host (not the whole per-example vector)."""
+    return float(t.data.mean())
 
 
 class Objective:

@@ -67,7 +67,7 @@ class ELBO(_ELBOBase):
         else:
             nll = gaussian_nll(x, out.x_hat, self.gamma)
         loss = ops.mean(nll + kl * self.beta)
-        terms.update(loss=_mean_item(loss), rec=_mean_item(nll), nll=_mean_item(nll), gamma=self.gamma)
+        terms.update(loss=_mean_item(loss), rec=(r := _mean_item(nll)), nll=r, gamma=self.gamma)
         terms["neg_elbo"] = terms["nll"] + terms["kl"]
         return loss, terms
 
@@ -110,7 +110,7 @@ class LearnedGamma(_ELBOBase):
         sq, terms = self._base_terms(x, out, kl)
         nll = gaussian_nll(x, out.x_hat, log_gamma=ops.reshape(self._log_gamma(), ()))
         loss = ops.mean(nll + kl * self.beta)
-        terms.update(loss=_mean_item(loss), rec=_mean_item(nll), nll=_mean_item(nll), gamma=self.gamma)
+        terms.update(loss=_mean_item(loss), rec=(r := _mean_item(nll)), nll=r, gamma=self.gamma)
         terms["neg_elbo"] = terms["nll"] + terms["kl"]
         return loss, terms
 
@@ -171,8 +171,8 @@ class Balanced(_ELBOBase):
         rec = sq * (0.5 / self.gamma)
         loss = ops.mean(rec + kl * self.kl_weight)
         self._last_mse = terms["mse"]
-        terms.update(loss=_mean_item(loss), rec=_mean_item(rec),
-                     nll=_mean_item(rec) + 0.5 * D * math.log(2 * math.pi * self.gamma), gamma=self.gamma)
+        terms.update(loss=_mean_item(loss), rec=(r := _mean_item(rec)),
+                     nll=r + 0.5 * D * math.log(2 * math.pi * self.gamma), gamma=self.gamma)
         terms["neg_elbo"] = terms["nll"] + terms["kl"]  # the ELBO under N(x̂, γI), β = 1
         return loss, terms
 
