@@ -15,7 +15,7 @@ from minivae.checkpoint import load_checkpoint
 from minivae.evaluate import main as evaluate_main
 from minivae.sample import main as sample_main
 from minivae.train.__main__ import main as train_main
-from minivae.twostage import load_stage1
+from minivae.run import load_run as load_stage1
 
 pytestmark = pytest.mark.standin
 
@@ -42,7 +42,7 @@ def test_a_run_moves_between_backends(standin, tmp_path, first, then):
 
     # the checkpoint's arrays arrive bit-identical on the other backend ...
     model = _model_on(then, run)
-    for name, value in model.state_dict().items():
+    for name, value in [(n, p.data) for n, p in model.named_parameters()] + list(model.named_buffers()):
         assert backend.get_array_module(value).__name__ == ("cupy" if then == "cupy" else "numpy")
         host = backend.to_host(value)
         ref = saved["model/" + name.replace(".", "/")]
@@ -51,7 +51,7 @@ def test_a_run_moves_between_backends(standin, tmp_path, first, then):
     # ... the run resumes there (same config, only --backend differs) and goes on
     assert train_main(["--out", run, "--resume", "--backend", then, "--max-steps", "6"]) == 0
     resumed = load_checkpoint(os.path.join(run, "checkpoint.npz"))
-    assert resumed.step == 6 and resumed.config["backend"] == then
+    assert resumed.step == 6 and resumed.config["run"]["backend"] == then
     assert all(np.all(np.isfinite(v)) for v in resumed.model_state.values())
     moved = sum(not np.array_equal(resumed.model_state[k], saved["model/" + k.replace(".", "/")])
                 for k in resumed.model_state)
@@ -85,9 +85,9 @@ def test_checkpoint_written_on_the_device_holds_host_arrays(standin, tmp_path):
     model = _model_on("cupy", run)
     from minivae.checkpoint import save_checkpoint
     again = str(tmp_path / "again.npz")
+    n_arrays = len(list(model.named_parameters()) + list(model.named_buffers()))
     standin.LOG.clear()
     save_checkpoint(again, model)
-    n_arrays = len(model.state_dict())
     assert standin.LOG.count("h2d") == 0 and standin.LOG.count("d2h") == n_arrays
     a, b = _arrays(os.path.join(run, "checkpoint.npz")), _arrays(again)
     for key, value in b.items():
@@ -107,4 +107,4 @@ def test_the_command_line_runs_on_the_standin_and_says_so(standin, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.startswith("note: 'cupy' is minivae's CPU stand-in") and "no GPU is used" in proc.stderr
     with open(os.path.join(run, "config.json")) as f:
-        assert json.load(f)["backend"] == "cupy"
+        assert json.load(f)["run"]["backend"] == "cupy"

@@ -22,8 +22,7 @@ import pytest
 
 from minivae import backend
 
-from minivae.train import Trainer, resolve
-from minivae.train.config import build_parser
+from minivae.train import Trainer, build_parser, resolve
 
 pytestmark = pytest.mark.standin
 
@@ -51,7 +50,7 @@ def _per_step_events(trainer, log):
         return step(*args, **kwargs)
 
     trainer.train_step = marked_step
-    trainer._save_now = lambda: None          # checkpoints and the final report are not steps
+    trainer.save = lambda: None          # checkpoints and the final report are not steps
     trainer.finish = lambda: None
     trainer.run()
     marks.append(len(log.events))
