@@ -15,6 +15,8 @@ import os
 
 import numpy
 
+from .fileio import jsonable
+
 BACKENDS = ("numpy", "cupy")
 DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
 
@@ -181,7 +183,7 @@ def rng_state() -> dict:
     """A JSON-serialisable snapshot of the generator, for checkpoints."""
     gen = rng()
     if isinstance(gen, numpy.random.Generator):
-        return {"backend": "numpy", "bit_generator": _jsonable(gen.bit_generator.state)}
+        return {"backend": "numpy", "bit_generator": jsonable(gen.bit_generator.state)}
     # CuPy generators expose no portable state; record the seed and the draw count
     return {"backend": name(), "seed": _state.seed}
 
@@ -194,13 +196,3 @@ def set_rng_state(state: dict) -> None:
         _state.generator = gen
     else:
         manual_seed(int(state.get("seed", 0)))
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, numpy.ndarray):
-        return value.tolist()
-    if isinstance(value, numpy.integer):
-        return int(value)
-    return value

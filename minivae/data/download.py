@@ -15,7 +15,6 @@ their checksums. A file that is present but has the wrong SHA-256 is never used.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -24,6 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fileio import sha256_file as _sha256_file
 from .dataset import ChecksumError, MissingDataError
 
 DATA_ENV = "MINIVAE_DATA"
@@ -71,11 +71,7 @@ def sha256_file(path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _digests:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        _digests[key] = digest.hexdigest()
+        _digests[key] = _sha256_file(path)
     return _digests[key]
 
 
