@@ -16,7 +16,7 @@ def test_cupy_request_without_cupy_is_one_clear_line(no_cupy):
     with pytest.raises(backend.BackendError) as info:
         backend.use("cupy")
     message = str(info.value)
-    assert "\n" not in message and "pip install minivae[gpu]" in message and "--backend numpy" in message
+    assert "\n" not in message and "pip install -e \".[gpu]\"" in message and "--backend numpy" in message
 
 
 def test_cupy_without_a_device_is_one_clear_line(standin, monkeypatch):
