@@ -288,11 +288,16 @@ def _join_arrays(tree, arrays, path):
 
 
 def _check_model(path, model, state) -> None:
-    own = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    own = {name: tuple(value.shape) for name, value in model._device_state().items()}
     missing = [n for n in own if n not in state]
     unexpected = [n for n in state if n not in own]
     shapes = [f"{n}: checkpoint {tuple(state[n].shape)} vs model {s}"
               for n, s in own.items() if n in state and tuple(state[n].shape) != s]
+    # a parameter is a number: strings or booleans would be cast silently by the in-place copy
+    kinds = [f"{n}: {state[n].dtype}" for n in own if n in state and state[n].dtype.kind not in "fiu"]
+    if kinds:
+        raise CheckpointError(f"checkpoint {path} holds non-numeric model arrays ({', '.join(kinds[:3])}); "
+                              "it was not written by minivae or is damaged")
     if missing or unexpected or shapes:
         parts = []
         if missing:

@@ -261,3 +261,18 @@ def test_loads_onto_another_dtype(tmp_path):
     load_checkpoint(tmp_path / "c.npz", twin, Adam(twin))
     assert twin.encoder[0].weight.dtype == np.float64
     assert np.array_equal(host(twin.encoder[0].weight.data), host(model.encoder[0].weight.data).astype(np.float64))
+
+
+def test_string_typed_model_arrays_are_refused(tmp_path):
+    from minivae import nn
+    from minivae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    layer = nn.Linear(2, 3)
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, layer)
+    data = dict(np.load(path))
+    data["model/weight"] = data["model/weight"].astype(str)       # "0.123..." strings, same shape
+    np.savez(path, **data)
+    before = layer.weight.data.copy()
+    with pytest.raises(CheckpointError, match="non-numeric model arrays"):
+        load_checkpoint(path, layer)
+    assert np.array_equal(layer.weight.data, before)
