@@ -36,6 +36,7 @@ from minivae import backend  # noqa: E402
 import numpy  # noqa: E402
 
 from minivae.fixedpoint import LipschitzConstraint, datasets  # noqa: E402
+from minivae.fixedpoint.__main__ import _ranges  # noqa: E402
 from minivae.fixedpoint.solver import INITS  # noqa: E402
 from minivae.fixedpoint.sweep import sweep  # noqa: E402
 
@@ -94,8 +95,8 @@ def main(argv=None):
             print(f"{args.backend:5s} {dtype} {args.data} lipschitz={args.lipschitz} {init:4s}: "
                   f"{row['wall_s']:6.1f} s wall, {row['cpu_s']:6.1f} s CPU, "
                   f"{row['iterations']} β-iterations ({row['ms_per_beta_iteration']} ms each), "
-                  f"{row['n_converged']}/{row['n_beta']} converged, critical β {crit}{extra}",
-                  flush=True)
+                  f"{row['n_converged']}/{row['n_beta']} converged, critical β {crit}{extra}; "
+                  f"not converged: β = {row['not_converged_betas'] or 'none'}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
@@ -122,7 +123,10 @@ def _measure(args, x, constraint, dtype, init):
            "n_beta": len(out.betas), "n_converged": out.n_converged,
            "critical_betas": [round(float(b), 5) for b in out.critical_betas],
            "critical_uncertain": [bool(u) for u in out.critical_uncertain],
-           "beta_collapse": round(out.beta_collapse, 5), "cpu_count": os.cpu_count()}
+           "beta_collapse": round(out.beta_collapse, 5), "cpu_count": os.cpu_count(),
+           "not_converged_betas": _ranges(out.betas, ~out.converged),
+           "beta": out.betas.tolist(), "energy": out.energy.tolist(),
+           "converged": out.converged.tolist()}
     return row, out
 
 

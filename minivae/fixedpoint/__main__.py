@@ -266,9 +266,11 @@ def run(args):
         print("matplotlib is not installed: no figures (pip install matplotlib)")
         return 0
     plot_betas = args.plot_betas if args.plot_betas is not None else phase_betas(result)
-    settings = [("", LipschitzConstraint())]
+    # the trajectories are always from the grid (cold), as in the paper's figures
+    cold = "" if args.init == "cold" else "cold start "
+    settings = [(cold, LipschitzConstraint())]
     if constraint.active:
-        settings.append((constraint.mode, constraint))
+        settings.append((cold + constraint.mode, constraint))
     rows = []
     for label, setting in settings:
         fp = solve(x, plot_betas, args.sigma, lipschitz=setting,
