@@ -70,8 +70,8 @@ def build_parser():
                    help=f"stop a β when the Frobenius norm of the step of μ is below this "
                         f"(default: {TOL:g})")
     g.add_argument("--init-noise", type=float, default=INIT_NOISE,
-                   help=f"uniform noise added to the cell centres at the start "
-                        f"(default: {INIT_NOISE})")
+                   help=f"uniform noise added to the cell centres at the start, and with "
+                        f"--init down/up to each β's start (default: {INIT_NOISE})")
     g.add_argument("--seed", type=int, default=0, help="seed of that noise (default: 0)")
     g.add_argument("--init", choices=INITS, default="cold",
                    help="how each β starts: cold = from the noisy grid (the paper's protocol, β "
