@@ -55,7 +55,8 @@ class Sweep:
     def summary(self):
         """A JSON-serialisable dict of the sweep (no fixed points or trajectories)."""
         fp = self.fixed_points
-        critical = [{"beta": float(self.betas[i]), "tau": float(2.0 * self.betas[i] * self.sigma ** 2),
+        critical = [{"beta": float(self.betas[i]),
+                     "tau": float(2.0 * self.betas[i] * self.sigma ** 2),
                      "height": float(h), "uncertain": bool(u), "reason": r}
                     for i, h, u, r in zip(self.critical_indices, self.critical_heights,
                                           self.critical_uncertain, self.critical_reasons)]
@@ -149,8 +150,9 @@ def uncertainty(betas, converged, indices, n_iter=None):
             continue
         listed = ", ".join(f"{betas[j]:.4g}" + ("" if n_iter is None else f" ({n_iter[j]} it)")
                            for j in bad)
-        reasons.append(f"not converged (stopped at the iteration cap) at β = {listed}; their "
-                       f"E enters d²E/dlogβ² at β = {betas[i]:.4g} (5-point stencil)")
+        reasons.append(f"not converged (stopped at the iteration cap) at β = {listed}; "
+                       f"their E enters d²E/dlogβ² at β = {betas[i]:.4g} (its "
+                       f"finite-difference stencil)")
     return numpy.array(flags, dtype=bool), reasons
 
 
