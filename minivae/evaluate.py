@@ -3,7 +3,7 @@
 * IWAE NLL (Burda et al. 2015) on test images with K importance samples, in nats
   and bits/dim, next to the single-sample ELBO (K = 1);
 * the β-independent NLL of Taming VAEs (App. D): σ* re-fitted on training data,
-  quantised normal with δ = 1/256;
+  quantised normal with δ = 1/255, bins centred on the 8-bit levels k/255;
 * Fréchet distances between test images and generated images on the features of
   minivae's own classifier (``python -m minivae.classifier``): stage-1 prior
   samples, and -- when the run has a second stage -- stage 2 with renormalisation

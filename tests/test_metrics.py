@@ -178,9 +178,9 @@ def test_quantised_normal_probabilities_sum_to_one_with_open_edges():
     distribution; closed bins lose exactly the two tails."""
     grid = np.arange(257) / 256
     x_hat, sigma = 0.3, 0.05
-    p_open = np.exp(quantised_normal_log_prob(grid, x_hat, sigma, open_edges=True))
+    p_open = np.exp(quantised_normal_log_prob(grid, x_hat, sigma, delta=1 / 256, open_edges=True))
     assert np.isclose(p_open.sum(), 1.0, atol=1e-12)
-    p_closed = np.exp(quantised_normal_log_prob(grid, x_hat, sigma))
+    p_closed = np.exp(quantised_normal_log_prob(grid, x_hat, sigma, delta=1 / 256))
     phi = lambda v: 0.5 * math.erfc(-v / math.sqrt(2))  # noqa: E731
     lost = phi((-1 / 512 - x_hat) / sigma) + 1 - phi((1 + 1 / 512 - x_hat) / sigma)
     assert np.isclose(p_closed.sum(), 1.0 - lost, atol=1e-12)

@@ -2,10 +2,12 @@
 (math.md §7; Taming VAEs §3.1–3.3, Fig. 2 and 7).
 
 Writes to ``--out``: ``fixedpoint.json`` (the configuration, E(β), its log-β
-derivatives, the critical β and the iteration counts), ``fixed_points.npz`` (β and
-the fixed points μ, loadable with ``allow_pickle=False``), and, when matplotlib
-imports, ``trajectories.png`` (Fig. 2 top / Fig. 7 rows) and ``energy.png``
-(Fig. 2 bottom).
+derivatives, the critical β — each flagged ``uncertain`` with the reason when a
+non-converged β enters its finite differences — and per β the iteration count,
+``converged`` and the last step), ``fixed_points.npz`` (β, the fixed points μ and
+``converged``, loadable with ``allow_pickle=False``), and, when matplotlib imports,
+``trajectories.png`` (Fig. 2 top / Fig. 7 rows, cold starts) and ``energy.png``
+(Fig. 2 bottom, non-converged β marked). Progress (β done, ETA) goes to stderr.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from ..run.cli import CommandParser, command_main, positive_int
 from ..run.folder import RunFolder, check_output_path
 from . import datasets, figures
 from .lipschitz import MODES, LipschitzConstraint
-from .solver import BOX, ETA, INIT_NOISE, MAX_ITER, TOL, solve
+from .solver import BOX, ETA, INIT_NOISE, INITS, MAX_ITER, TOL, solve
 from .sweep import DEFAULT_SPAN, sweep
 
 
@@ -60,14 +62,26 @@ def build_parser():
     g.add_argument("--eta", type=float, default=ETA,
                    help=f"smoothing η of μ ← (1−η)μ + η·T(μ), in (0, 1] (default: {ETA})")
     g.add_argument("--max-iter", type=int, default=MAX_ITER,
-                   help=f"iteration cap per β (default: {MAX_ITER})")
+                   help=f"iteration cap per β. A β that reaches it before its step falls below "
+                        f"--tol has no fixed point: it is counted as not converged in the "
+                        f"summary line, written with converged: false in the JSON, drawn as an "
+                        f"open marker in energy.png, and a critical β whose finite differences "
+                        f"use it is flagged uncertain. Raise it (or use --init down) when many "
+                        f"β do not converge (default: {MAX_ITER})")
     g.add_argument("--tol", type=float, default=TOL,
                    help=f"stop a β when the Frobenius norm of the step of μ is below this "
                         f"(default: {TOL:g})")
     g.add_argument("--init-noise", type=float, default=INIT_NOISE,
-                   help=f"uniform noise added to the cell centres at the start "
-                        f"(default: {INIT_NOISE})")
+                   help=f"uniform noise added to the cell centres at the start, and with "
+                        f"--init down/up to each β's start (default: {INIT_NOISE})")
     g.add_argument("--seed", type=int, default=0, help="seed of that noise (default: 0)")
+    g.add_argument("--init", choices=INITS, default="cold",
+                   help="how each β starts: cold = from the noisy grid (the paper's protocol, β "
+                        "solved in parallel); down = continuation by deterministic annealing "
+                        "(Rose 1998): from the largest β down, each β starts from the fixed "
+                        "point of the next larger β plus fresh ±--init-noise noise (so that "
+                        "clusters can split); up = the same from the smallest β up. "
+                        "Continuation is sequential, one thread (default: cold)")
     g = p.add_argument_group("Lipschitz constraint (App. B)")
     g.add_argument("--lipschitz", choices=MODES, default="none",
                    help="penalise ‖μ_k − μ_l‖² for cells within a radius (local) or for all "
@@ -135,11 +149,77 @@ def load_data(name, n_points=1000, seed=0):
     return x.astype(float)
 
 
+def _ranges(betas, mask):
+    """The β where ``mask`` holds, as runs of neighbouring grid points: '0.1–0.3, 2'."""
+    runs, start = [], None
+    for j, flag in enumerate(list(mask) + [False]):
+        if flag and start is None:
+            start = j
+        elif not flag and start is not None:
+            a, b = betas[start], betas[j - 1]
+            runs.append(f"{a:.3g}" if start == j - 1 else f"{a:.3g}–{b:.3g}")
+            start = None
+    return ", ".join(runs)
+
+
+def report(result, seconds, max_iter):
+    """The summary lines: convergence count first, then the critical β with their flags."""
+    n, ok = len(result.betas), result.n_converged
+    init = result.fixed_points.init
+    lines = [f"{n} β in {seconds:.1f} s ({'cold start' if init == 'cold' else 'continuation ' + init}):"
+             f" {ok} of {n} converged"]
+    if ok < n:
+        lines[0] += (f"; {n - ok} stopped at --max-iter {max_iter} without converging, "
+                     f"β = {_ranges(result.betas, ~result.converged)}")
+    crit = []
+    for b, uncertain in zip(result.critical_betas, result.critical_uncertain):
+        crit.append(f"{b:.4g}" + (" (uncertain: a non-converged β enters its d²E)" if uncertain
+                                     else ""))
+    lines.append(f"critical β: {', '.join(crit) or 'none'}; "
+                 f"β_c = λ_max(C)/σ² = {result.beta_collapse:.4g}")
+    return "\n".join(lines)
+
+
 def phase_betas(result):
     """One β per phase: geometric midpoints between the sorted critical β and the ends."""
     edges = numpy.concatenate([[result.betas[0]], numpy.sort(result.critical_betas),
                                [result.betas[-1]]])
     return numpy.unique(numpy.sqrt(edges[:-1] * edges[1:]))
+
+
+class SweepProgress:
+    """β done / total, converged so far, elapsed and ETA on stderr: one updating line on
+    a terminal, a plain line at most every ``every`` seconds otherwise. The ETA is the
+    remaining β at the average time per β so far (β differ in cost: small β take the
+    most iterations), so it is a rough guide."""
+
+    def __init__(self, stream=None, every=10.0):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every = every if not self.tty else 0.5
+        self.t0 = time.perf_counter()
+        self.last = self.t0
+        self.shown = False
+
+    def __call__(self, done, total, converged):
+        now = time.perf_counter()
+        if done < total and now - self.last < self.every:
+            return
+        if done == total and not self.shown:     # a quick sweep: no progress needed
+            return
+        self.last = now
+        elapsed = now - self.t0
+        eta = elapsed / done * (total - done)
+        line = (f"β {done}/{total} done, {converged} converged, {elapsed:.0f} s elapsed, "
+                f"ETA ≈ {eta:.0f} s")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(79))
+            if done == total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self.shown = True
 
 
 def main(argv=None):
@@ -180,29 +260,33 @@ def _sweep_into(folder, args, x):
                    chunk_size=args.chunk_size, workers=args.workers, box=BOX)
     started = time.perf_counter()
     result = sweep(x, args.betas, args.sigma, beta_min=args.beta_min, beta_max=args.beta_max,
-                   n_beta=args.n_beta, top=args.top, lipschitz=constraint, **options)
+                   n_beta=args.n_beta, top=args.top, lipschitz=constraint, init=args.init,
+                   progress=SweepProgress(), **options)
     seconds = time.perf_counter() - started
     summary = {"data": args.data, "n_points": len(x), "grid_size": args.grid_size,
                "eta": args.eta, "max_iter": args.max_iter, "tol": args.tol,
+               "init_noise": args.init_noise, "seed": args.seed,
                "lipschitz": {"mode": constraint.mode, "strength": constraint.strength,
                              "radius": constraint.radius},
                "backend": backend.name(), "dtype": args.dtype, "seconds": seconds,
                **result.summary()}
     folder.write_json("fixedpoint.json", summary)
     with atomic_file(folder.file("fixed_points.npz")) as f:
-        numpy.savez(f, beta=result.betas, mu=result.fixed_points.mu, energy=result.energy, data=x)
-    crit = ", ".join(f"{b:.4g}" for b in result.critical_betas) or "none"
-    print(f"{len(result.betas)} β in {seconds:.1f} s; critical β: {crit}; "
-          f"β_c = λ_max(C)/σ² = {result.beta_collapse:.4g}; wrote {args.out}/fixedpoint.json")
+        numpy.savez(f, beta=result.betas, mu=result.fixed_points.mu, energy=result.energy,
+                    converged=result.converged, data=x)
+    print(report(result, seconds, args.max_iter))
+    print(f"wrote {args.out}/fixedpoint.json")
     if args.no_figures:
         return 0
     if not figures.matplotlib_available():
         print("matplotlib is not installed: no figures (pip install matplotlib)")
         return 0
     plot_betas = args.plot_betas if args.plot_betas is not None else phase_betas(result)
-    settings = [("", LipschitzConstraint())]
+    # the trajectories are always from the grid (cold), as in the paper's figures
+    cold = "" if args.init == "cold" else "cold start "
+    settings = [(cold, LipschitzConstraint())]
     if constraint.active:
-        settings.append((constraint.mode, constraint))
+        settings.append((cold + constraint.mode, constraint))
     rows = []
     for label, setting in settings:
         fp = solve(x, plot_betas, args.sigma, lipschitz=setting,

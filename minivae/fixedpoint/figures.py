@@ -5,7 +5,9 @@ when matplotlib can be imported (it is an optional dependency: ``minivae[plot]``
   points over the data, one column per β and one row per setting (e.g. no / local /
   global Lipschitz constraint): Fig. 2 top and the rows of Fig. 7.
 * :func:`energy_figure` — E(β) and |d²E/d(log β)²| with the detected critical
-  temperatures and β_c = λ_max(C)/σ²: Fig. 2 bottom.
+  temperatures and β_c = λ_max(C)/σ²: Fig. 2 bottom. β that did not converge
+  (stopped at the iteration cap) are open red circles; critical β flagged uncertain
+  are dotted lines, the others dashed.
 """
 from __future__ import annotations
 
@@ -62,7 +64,8 @@ def trajectory_figure(path, x, rows, max_cells=1024):
             ax.set_xlim(-reach, reach)
             ax.set_ylim(-reach, reach)
             ax.set_aspect("equal")
-            ax.set_title(f"{label}  β={fp.betas[c]:.3g}  ({fp.n_iter[c]} it)", fontsize=8)
+            state = "" if fp.converged[c] else ", NOT converged"
+            ax.set_title(f"{label}  β={fp.betas[c]:.3g}  ({fp.n_iter[c]} it{state})", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -72,19 +75,29 @@ def energy_figure(path, sweep):
     """Write E(β) and |d²E/d(log β)²| with the critical temperatures to ``path``."""
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True)
+    bad = ~numpy.asarray(sweep.converged, dtype=bool)
+    d2 = numpy.abs(sweep.d2_energy)
     top.semilogx(sweep.betas, sweep.energy, ".-", ms=3)
     top.set_ylabel("E(β)")
-    bottom.semilogx(sweep.betas, numpy.abs(sweep.d2_energy), ".-", ms=3, c="tab:green")
+    bottom.semilogx(sweep.betas, d2, ".-", ms=3, c="tab:green")
     bottom.set_ylabel("|d²E / d(log β)²|")
     bottom.set_xlabel("β")
-    for ax in (top, bottom):
-        for beta in sweep.critical_betas:
-            ax.axvline(beta, c="tab:red", lw=0.8, ls="--")
+    for ax, y in ((top, sweep.energy), (bottom, d2)):
+        if bad.any():
+            ax.scatter(sweep.betas[bad], y[bad], s=22, facecolors="none", edgecolors="tab:red",
+                       lw=0.8, zorder=3, label="not converged (iteration cap)")
+        for beta, uncertain in zip(sweep.critical_betas, sweep.critical_uncertain):
+            ax.axvline(beta, c="tab:red", lw=0.8, ls=":" if uncertain else "--")
         if sweep.beta_collapse > 0:
-            ax.axvline(sweep.beta_collapse, c="0.4", lw=0.8, ls=":")
-    crit = ", ".join(f"{b:.3g}" for b in sweep.critical_betas)
-    top.set_title(f"critical β (red): {crit};  β_c = λmax(C)/σ² (grey) = "
-                  f"{sweep.beta_collapse:.3g}", fontsize=8)
+            ax.axvline(sweep.beta_collapse, c="0.4", lw=0.8, ls=(0, (1, 3)))
+    if bad.any():
+        top.legend(fontsize=7, loc="lower right")
+    crit = ", ".join(f"{b:.3g}{'?' if u else ''}"
+                     for b, u in zip(sweep.critical_betas, sweep.critical_uncertain))
+    init = sweep.fixed_points.init
+    top.set_title(f"{sweep.n_converged}/{len(sweep.betas)} β converged ({init} start); "
+                  f"critical β (red; ? dotted = uncertain): {crit};\n"
+                  f"β_c = λmax(C)/σ² (grey) = {sweep.beta_collapse:.3g}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -7,14 +7,26 @@ Protocol (App. A, constants are parameters): μ_k starts at the cell centres of 
     μ ← (1 − η) μ + η · P·T(μ)        (η = 0.5; P = I without a Lipschitz constraint)
 
 until 400 iterations or ‖Δμ‖ < 1e-3, where ‖Δμ‖ is the Frobenius norm of the change
-of the K×D matrix μ in one smoothed step.
+of the K×D matrix μ in one smoothed step. A β that reaches the cap is reported with
+``converged = False``: its μ is where the iteration stopped, not a fixed point.
 
-Every β is iterated independently — it stops on its own, and its result does not
-depend on which other β share its batch — but up to ``chunk_size`` of them are
-advanced together as one (B, K, D) array: a pool that drops a β the moment it stops
-and takes the next from the queue, so the batch stays full and stopped β cost
-nothing. On the CPU, ``workers`` threads each run such a pool (NumPy releases the
-GIL in its kernels); on a GPU one pool with a large chunk is the fast way.
+Two ways to start (``init``):
+
+* ``cold`` (the paper's protocol): every β starts from the same noisy grid. Every β is
+  iterated independently — it stops on its own, and its result does not depend on
+  which other β share its batch — but up to ``chunk_size`` of them are advanced
+  together as one (B, K, D) array: a pool that drops a β the moment it stops and
+  takes the next from the queue, so the batch stays full and stopped β cost nothing.
+  On the CPU, ``workers`` threads each run such a pool (NumPy releases the GIL in its
+  kernels); on a GPU one pool with a large chunk is the fast way.
+* continuation, ``down`` or ``up``: the β are solved one after the other, from the
+  largest down (``down``: deterministic annealing, Rose 1998, Proc. IEEE 86(11) §III:
+  the temperature τ = 2βσ² is lowered) or from the smallest up (``up``). The first β
+  starts from the noisy grid; each next one from the fixed point of its neighbour in
+  the sweep plus fresh uniform noise of the same size (±init_noise). The noise is what
+  lets cells that sit on top of each other (a cluster, the collapsed state) split when
+  they become unstable: identical μ_k stay identical under T. Inherently sequential:
+  one β at a time, one thread.
 """
 from __future__ import annotations
 
@@ -35,6 +47,7 @@ MAX_ITER = 400
 TOL = 1e-3
 INIT_NOISE = 0.01    # (choice) uniform noise on the cell centres
 BOX = (-1.0, 1.0)    # (choice) latent box = data box
+INITS = ("cold", "down", "up")
 
 
 @dataclasses.dataclass
@@ -43,8 +56,10 @@ class FixedPoints:
 
     betas (n,), mu (n, K, D) the fixed points, energy (n,) the order parameter E(β),
     n_iter (n,) iterations done, converged (n,) whether ‖Δμ‖ < tol was reached,
-    last_step (n,) the final ‖Δμ‖, mu0 (K, D) the common start, centres (K, 2) the
-    cell centres (None when ``mu0`` was given), trajectories {index of β: (T+1, K, D)}.
+    last_step (n,) the final ‖Δμ‖, mu0 (K, D) the grid start (of every β when cold, of
+    the first β of the chain with continuation), centres (K, 2) the cell centres (None
+    when ``mu0`` was given), trajectories {index of β: (T+1, K, D)}, init how the β
+    were started ('cold', 'down' or 'up').
     """
     betas: numpy.ndarray
     sigma: float
@@ -56,6 +71,7 @@ class FixedPoints:
     mu0: numpy.ndarray
     centres: numpy.ndarray | None
     trajectories: dict
+    init: str = "cold"
 
 
 def cell_centres(grid_size=32, box=BOX):
@@ -122,7 +138,8 @@ def check_points(x):
 
 def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_ITER,
           tol=TOL, init_noise=INIT_NOISE, seed=0, prior=None, mu0=None, lipschitz=None,
-          dtype="float64", chunk_size=None, workers=None, record=(), block_rows=None):
+          dtype="float64", chunk_size=None, workers=None, record=(), block_rows=None,
+          init="cold", progress=None):
     """Solve the fixed point of every β in ``betas`` (math.md §7); see the module doc.
 
     x (N, D) data; sigma the decoder standard deviation; prior (K,) optional cell
@@ -132,7 +149,10 @@ def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_I
     CPUs, logits accurate to ~1e-7·(‖x‖² + ‖μ‖²)/τ about the data mean);
     chunk_size β per batch (default 4 on NumPy, all on CuPy); workers threads
     (default: min(2, CPUs) on NumPy, 1 on CuPy);
-    record the indices of β whose whole trajectory is kept.
+    record the indices of β whose whole trajectory is kept;
+    init 'cold' (every β from the noisy grid), 'down' or 'up' (continuation, module
+    doc; chunk_size and workers are then 1); progress an optional callable
+    ``progress(done, total, converged)`` called as each β stops.
     """
     xp = backend.xp()
     host_x = check_points(x)
@@ -147,6 +167,8 @@ def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_I
         raise ValueError(f"tol must be >= 0, got {tol}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     lipschitz = lipschitz or LipschitzConstraint()
     N, D = host_x.shape
 
@@ -174,6 +196,8 @@ def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_I
     dev_log_prior = None if log_prior is None else backend.to_device(log_prior, dtype=dtype)
     tau = 2.0 * betas * sigma ** 2
     on_gpu = xp is not numpy
+    if init != "cold":        # a chain: each β needs the fixed point of the one before
+        chunk_size, workers = 1, 1
     if chunk_size is None:
         chunk_size = len(betas) if on_gpu else 4
     chunk_size = max(1, min(int(chunk_size), len(betas)))
@@ -183,10 +207,19 @@ def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_I
     if block_rows is None:
         block_rows = N if on_gpu else default_block_rows(chunk_size, K, D)
 
-    state = _Pool(betas=betas, tau=tau, x=dev_x, start=dev_start, log_prior=dev_log_prior,
+    if init == "cold":
+        order, start_of = range(len(betas)), (lambda j: dev_start)
+    else:
+        order = numpy.argsort(-betas if init == "down" else betas, kind="stable").tolist()
+        start_of = _Chain(order, dev_start, mean, init_noise, seed, dtype)
+    state = _Pool(betas=betas, tau=tau, x=dev_x, start_of=start_of, order=order, K=K,
+                  log_prior=dev_log_prior,
                   project=lipschitz.bind(centres, sigma, dtype) if lipschitz.active else None,
                   eta=eta, max_iter=int(max_iter), tol=tol, chunk_size=chunk_size,
-                  block_rows=int(block_rows), record=set(int(r) for r in record), mean=mean)
+                  block_rows=int(block_rows), record=set(int(r) for r in record), mean=mean,
+                  progress=progress)
+    if init != "cold":
+        start_of.pool = state
     # E in float64 from explicit differences: the reported order parameter is exact
     x64 = backend.to_device(host_x - mean, dtype="float64")
     prior64 = None if log_prior is None else backend.to_device(log_prior, dtype="float64")
@@ -212,7 +245,8 @@ def solve(x, betas, sigma=1.0, *, grid_size=32, box=BOX, eta=ETA, max_iter=MAX_I
     return FixedPoints(betas=betas, sigma=sigma, mu=state.mu, energy=energies,
                        n_iter=state.n_iter, converged=state.last_step < tol,
                        last_step=state.last_step, mu0=start, centres=centres,
-                       trajectories={j: numpy.stack(state.paths[j]) for j in sorted(state.paths)})
+                       trajectories={j: numpy.stack(state.paths[j]) for j in sorted(state.paths)},
+                       init=init)
 
 
 def _log_prior(prior, K):
@@ -224,38 +258,80 @@ def _log_prior(prior, K):
     return numpy.log(p / p.sum())
 
 
+class _Chain:
+    """The start of each β of a continuation chain (centred, on the device): the grid
+    start for the first β of ``order``, then the fixed point of the previous β of
+    ``order`` plus fresh uniform noise in [−noise, noise]. The noise comes from one
+    ``default_rng(seed)`` whose first draw made the grid start, so a chain is
+    reproducible and its first β starts exactly as a cold start would."""
+
+    def __init__(self, order, first, mean, noise, seed, dtype):
+        self.previous = dict(zip(order[1:], order[:-1]))
+        self.first, self.mean, self.noise, self.dtype = first, mean, noise, dtype
+        self.rng = numpy.random.default_rng(seed)
+        self.rng.uniform(-noise, noise, size=first.shape)     # the grid start's draw
+        self.pool = None
+
+    def __call__(self, j):
+        if j not in self.previous:
+            return self.first
+        before = self.previous[j]
+        if not self.pool.finished[before]:     # chunk_size = workers = 1 guarantees this
+            raise RuntimeError("continuation needs the previous β solved first")
+        start = self.pool.mu[before] - self.mean
+        start = start + self.rng.uniform(-self.noise, self.noise, size=start.shape)
+        return backend.to_device(start, dtype=self.dtype)
+
+
 class _Pool:
     """The shared queue of β and the results; :meth:`run` is one worker's pool."""
 
-    def __init__(self, *, betas, tau, x, start, log_prior, project, eta, max_iter, tol,
-                 chunk_size, block_rows, record, mean):
-        self.betas, self.tau, self.x, self.start, self.log_prior = betas, tau, x, start, log_prior
+    def __init__(self, *, betas, tau, x, start_of, order, K, log_prior, project, eta, max_iter,
+                 tol, chunk_size, block_rows, record, mean, progress):
+        self.betas, self.tau, self.x, self.log_prior = betas, tau, x, log_prior
+        self.start_of = start_of
         self.project, self.eta, self.max_iter, self.tol = project, eta, max_iter, tol
         self.chunk_size, self.block_rows, self.mean = chunk_size, block_rows, mean
-        n, (K, D) = len(betas), start.shape
+        n, (N, D) = len(betas), x.shape
         self.x_aug = augment_points(x)
         self.mu = numpy.empty((n, K, D))
         self.n_iter = numpy.zeros(n, dtype=int)
         self.last_step = numpy.full(n, numpy.inf)
-        self.paths = {j: [backend.to_host(start) + mean] for j in record if 0 <= j < n}
-        self.queue = iter(range(n))
+        self.finished = numpy.zeros(n, dtype=bool)
+        self.record = {j for j in record if 0 <= j < n}
+        self.paths = {}
+        self.queue = iter(order)
         self.lock = threading.Lock()
+        self.progress, self.done, self.n_converged = progress, 0, 0
 
     def _next(self):
         with self.lock:
             return next(self.queue, None)
 
+    def _finish(self, j, mu, step):
+        self.mu[j] = backend.to_host(mu) + self.mean
+        self.last_step[j] = step
+        with self.lock:
+            self.finished[j] = True
+            self.done += 1
+            self.n_converged += bool(step < self.tol)
+            if self.progress is not None:
+                self.progress(self.done, len(self.betas), self.n_converged)
+
     def run(self):
         xp = backend.get_array_module(self.x)
-        active, mu = [], self.start[None][:0]
+        active, mu = [], None
         while True:
             new = []
             while len(active) + len(new) < self.chunk_size and (j := self._next()) is not None:
                 new.append(j)
             if new:
                 active += new
-                fresh = xp.broadcast_to(self.start, (len(new),) + self.start.shape)
-                mu = xp.concatenate([mu, fresh])
+                fresh = xp.stack([self.start_of(j) for j in new])
+                mu = fresh if mu is None else xp.concatenate([mu, fresh])
+                for slot, j in enumerate(new):
+                    if j in self.record:
+                        self.paths[j] = [backend.to_host(fresh[slot]) + self.mean]
             if not active:
                 return
             tau = xp.asarray(self.tau[active], dtype=mu.dtype)
@@ -272,8 +348,7 @@ class _Pool:
                 if j in self.paths:
                     self.paths[j].append(backend.to_host(mu[slot]) + self.mean)
                 if norms[slot] < self.tol or self.n_iter[j] >= self.max_iter:
-                    self.mu[j] = backend.to_host(mu[slot]) + self.mean
-                    self.last_step[j] = norms[slot]
+                    self._finish(j, mu[slot], norms[slot])
                 else:
                     keep.append(slot)
             if len(keep) < len(active):

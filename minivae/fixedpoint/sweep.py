@@ -4,7 +4,13 @@ temperatures (math.md §7; Taming VAEs §3.2, Fig. 2 bottom).
 Critical temperatures are the highest peaks (interior local maxima) of
 |d²E/d(log β)²| over a log-spaced β grid, top 3 by height by default. The
 derivatives are second-order finite differences on the (possibly non-uniform)
-log β grid (``numpy.gradient``, applied twice).
+log β grid (``numpy.gradient``, applied twice), so d²E at index i depends on E at
+i−2 … i+2 (its *stencil*).
+
+A β stopped by the iteration cap has no fixed point, only the μ where the iteration
+stopped, and its E is not E(β). A critical β whose stencil holds such a β is kept in
+the list but flagged ``uncertain``, with the reason (which β did not converge): its
+peak may be an artefact of unfinished iterations, or a real transition shifted.
 """
 from __future__ import annotations
 
@@ -34,11 +40,30 @@ class Sweep:
     critical_heights: numpy.ndarray
     beta_collapse: float
     fixed_points: FixedPoints
+    critical_uncertain: numpy.ndarray = None
+    critical_reasons: list = None
+
+    @property
+    def converged(self):
+        """(n,) whether each β reached ‖Δμ‖ < tol (False: stopped by the cap)."""
+        return self.fixed_points.converged
+
+    @property
+    def n_converged(self):
+        return int(self.fixed_points.converged.sum())
 
     def summary(self):
         """A JSON-serialisable dict of the sweep (no fixed points or trajectories)."""
         fp = self.fixed_points
+        critical = [{"beta": float(self.betas[i]),
+                     "tau": float(2.0 * self.betas[i] * self.sigma ** 2),
+                     "height": float(h), "uncertain": bool(u), "reason": r}
+                    for i, h, u, r in zip(self.critical_indices, self.critical_heights,
+                                          self.critical_uncertain, self.critical_reasons)]
         return {
+            "init": fp.init,
+            "n_beta": len(self.betas),
+            "n_converged": self.n_converged,
             "sigma": self.sigma,
             "beta": self.betas.tolist(),
             "energy": self.energy.tolist(),
@@ -47,9 +72,11 @@ class Sweep:
             "critical_betas": self.critical_betas.tolist(),
             "critical_taus": (2.0 * self.critical_betas * self.sigma ** 2).tolist(),
             "critical_heights": self.critical_heights.tolist(),
+            "critical": critical,
             "beta_collapse": self.beta_collapse,
             "n_iter": fp.n_iter.tolist(),
             "converged": fp.converged.tolist(),
+            "last_step": fp.last_step.tolist(),
         }
 
 
@@ -99,6 +126,36 @@ def critical_points(betas, d2_energy, top=3):
     return found[numpy.argsort(-h[found], kind="stable")][: int(top)]
 
 
+def stencil(index, n):
+    """The grid indices whose E enters d²E/dlogβ² at ``index``: two ``numpy.gradient``
+    passes of second order, central inside (index−2 … index+2) and one-sided at the
+    two ends (0 … 3 and n−4 … n−1)."""
+    lo, hi = max(0, index - 2), min(n - 1, index + 2)
+    if index == 0:
+        hi = min(n - 1, 3)
+    if index == n - 1:
+        lo = max(0, n - 4)
+    return range(lo, hi + 1)
+
+
+def uncertainty(betas, converged, indices, n_iter=None):
+    """For each critical index: (uncertain, reason) — uncertain when a β of its stencil
+    did not converge; the reason names those β (and their iteration counts)."""
+    flags, reasons = [], []
+    for i in indices:
+        bad = [j for j in stencil(int(i), len(betas)) if not converged[j]]
+        flags.append(bool(bad))
+        if not bad:
+            reasons.append(None)
+            continue
+        listed = ", ".join(f"{betas[j]:.4g}" + ("" if n_iter is None else f" ({n_iter[j]} it)")
+                           for j in bad)
+        reasons.append(f"not converged (stopped at the iteration cap) at β = {listed}; "
+                       f"their E enters d²E/dlogβ² at β = {betas[i]:.4g} (its "
+                       f"finite-difference stencil)")
+    return numpy.array(flags, dtype=bool), reasons
+
+
 def sweep(x, betas=None, sigma=1.0, *, beta_min=None, beta_max=None, n_beta=100, top=3,
           **solve_options):
     """Solve the fixed points over a β grid and locate the critical temperatures.
@@ -121,7 +178,8 @@ def sweep(x, betas=None, sigma=1.0, *, beta_min=None, beta_max=None, n_beta=100,
     result = solve(x, betas, sigma, **solve_options)
     d1, d2 = log_derivatives(result.betas, result.energy)
     peaks = critical_points(result.betas, d2, top)
+    flags, reasons = uncertainty(result.betas, result.converged, peaks, result.n_iter)
     return Sweep(betas=result.betas, sigma=sigma, energy=result.energy, d_energy=d1,
                  d2_energy=d2, critical_indices=peaks, critical_betas=result.betas[peaks],
                  critical_heights=numpy.abs(d2[peaks]), beta_collapse=beta_c,
-                 fixed_points=result)
+                 fixed_points=result, critical_uncertain=flags, critical_reasons=reasons)

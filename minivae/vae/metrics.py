@@ -6,7 +6,8 @@
   is the closed-form-KL ELBO the objectives train), and the bound tightens as K grows.
 * :func:`beta_independent_nll` -- Taming VAEs (Rezende & Viola 2018), App. D:
   re-fit one global σ* on the training data, then score the test data under the
-  *quantised* normal P(x_d) = Φ((x_d + δ/2 − x̂_d)/σ*) − Φ((x_d − δ/2 − x̂_d)/σ*).
+  *quantised* normal P(x_d) = Φ((x_d + δ/2 − x̂_d)/σ*) − Φ((x_d − δ/2 − x̂_d)/σ*),
+  with bins of width δ = 1/255 centred on the 256 levels k/255 of 8-bit data.
 * :func:`frechet_distance` -- ‖m₁−m₂‖² + tr(S₁ + S₂ − 2 (S₁^{1/2} S₂ S₁^{1/2})^{1/2}) between
   Gaussians fitted to features; with minivae's own classifier the numbers are
   **not comparable with Inception-based FIDs** (no Inception weights are shipped).
@@ -164,23 +165,59 @@ def log_normal_interval(a, b):
     return out
 
 
-def quantised_normal_log_prob(x, x_hat, sigma: float, delta: float = 1.0 / 256, open_edges: bool = False):
-    """Per-element log P(x_d) under the quantised normal of bin width δ (math.md §6).
+DELTA_8BIT = 1.0 / 255   # 8-bit data are k/255, k = 0…255: bins of width 1/255 centred on them
 
-    P(x_d) = Φ((x_d + δ/2 − x̂_d)/σ) − Φ((x_d − δ/2 − x̂_d)/σ). With ``open_edges`` the
-    bins of the extreme values 0 and 1 extend to ∓∞ (the discretised-likelihood
-    convention of PixelCNN++), so no mass is lost outside [0, 1]; the default
-    (closed bins) is the formula as written in the spec.
+
+def quantisation_levels(delta: float) -> int:
+    """n = 1/δ, checked to be an integer: the levels are k·δ, k = 0…n (0 and 1 included)."""
+    if not (isinstance(delta, (int, float, numpy.floating)) and math.isfinite(delta) and 0 < delta <= 1):
+        raise MetricError(f"the quantisation step δ must be a number in (0, 1], got {delta!r}")
+    n = round(1.0 / delta)
+    if abs(n * delta - 1.0) > 1e-9:
+        raise MetricError(f"the quantisation step δ must be 1/n for an integer n (levels k·δ from 0 to 1), "
+                          f"got δ = {delta!r}; 8-bit data (k/255) need δ = 1/255")
+    return int(n)
+
+
+def quantise(x, delta: float = DELTA_8BIT):
+    """The level index k = round(x/δ) of each value (float64), clipped to 0…1/δ, and how far
+    the values were from their level (max |x − kδ|/δ): 0 up to rounding for 8-bit data."""
+    n = quantisation_levels(delta)
+    x = numpy.asarray(x, numpy.float64)
+    if x.size and not (x.min() >= -1e-6 and x.max() <= 1 + 1e-6):
+        raise MetricError(f"the quantised normal scores data in [0, 1] (levels k·δ); found values in "
+                          f"[{x.min():.4g}, {x.max():.4g}]: scale the data to [0, 1] first")
+    k = numpy.clip(numpy.rint(x * n), 0, n)
+    off = float(numpy.abs(x * n - k).max()) if x.size else 0.0
+    return k, off
+
+
+def quantised_normal_log_prob(x, x_hat, sigma: float, delta: float = DELTA_8BIT, open_edges: bool = False):
+    """Per-element log P(x_d) under the quantised normal of bin width δ (math.md §6;
+    Taming VAEs App. D).
+
+    The levels are k·δ, k = 0…n, n = 1/δ (an integer: δ = 1/255 for 8-bit data k/255,
+    256 levels). Each value is first taken to its level k = round(x_d/δ) (a no-op for
+    8-bit data; continuous data in [0, 1] are scored as their 8-bit rendering), and
+
+        P(x_d) = Φ((kδ + δ/2 − x̂_d)/σ) − Φ((kδ − δ/2 − x̂_d)/σ):
+
+    the bins tile [−δ/2, 1 + δ/2] without gaps or overlaps. Edge bins: by default
+    (``open_edges=False``, the formula as written) the bins of 0 and 1 are closed, so
+    the mass of the normal below −δ/2 and above 1 + δ/2 is lost and Σ_k P < 1; with
+    ``open_edges`` they extend to ∓∞ (the discretised-likelihood convention of
+    PixelCNN++) and Σ_k P = 1 exactly over the n + 1 levels.
     """
     if not (sigma > 0 and math.isfinite(sigma)):
         raise MetricError(f"σ* must be positive and finite, got {sigma}")
-    x = numpy.asarray(x, numpy.float64)
+    k, _ = quantise(x, delta)
+    n = quantisation_levels(delta)
+    centre = k / n                     # k·δ, exact for k = 0 and k = n
     x_hat = numpy.asarray(x_hat, numpy.float64)
-    a = (x - delta / 2 - x_hat) / sigma
-    b = (x + delta / 2 - x_hat) / sigma
+    a = (centre - delta / 2 - x_hat) / sigma
+    b = (centre + delta / 2 - x_hat) / sigma
     if open_edges:
-        a = numpy.where(x <= 0.0, -numpy.inf, a)
-        b = numpy.where(x >= 1.0, numpy.inf, b)
+        a, b = numpy.broadcast_arrays(numpy.where(k == 0, -numpy.inf, a), numpy.where(k == n, numpy.inf, b))
         out = numpy.empty(a.shape)
         lo, hi = numpy.isneginf(a), numpy.isposinf(b)
         both = lo & hi
@@ -213,28 +250,35 @@ def refit_sigma(model, images, seed: int = 0, batch_size: int = 500) -> float:
     return math.sqrt(sq / count)
 
 
-def beta_independent_nll(model, train_images, test_images, *, delta: float = 1.0 / 256, seed: int = 0,
+def beta_independent_nll(model, train_images, test_images, *, delta: float = DELTA_8BIT, seed: int = 0,
                          batch_size: int = 500, sigma: float | None = None) -> dict:
     """The β-independent NLL of Taming VAEs (App. D): σ* re-fitted on ``train_images``,
     then the quantised-normal NLL of ``test_images`` with x̂ = g(z), z ~ q(z|x).
 
-    Returns nats and bits per pixel (per element), with closed bins (the spec's formula)
-    and with open edge bins (see :func:`quantised_normal_log_prob`).
+    Returns nats and bits per pixel (per element), with closed edge bins (the spec's
+    formula; ``nats_per_dim``) and with open edge bins (a distribution over the levels;
+    ``nats_per_dim_open_edges``), see :func:`quantised_normal_log_prob`; ``levels`` and
+    ``edge_bins`` state the convention, ``max_offset_from_levels`` how far (in units of
+    δ) the test values were from the levels they were scored as (0 for 8-bit data).
     """
-    if not delta > 0:
-        raise MetricError(f"the quantisation step δ must be positive, got {delta}")
+    n_levels = quantisation_levels(delta) + 1
     sigma_star = refit_sigma(model, train_images, seed, batch_size) if sigma is None else float(sigma)
     test_images = numpy.asarray(test_images)
     closed = opened = 0.0
-    count = 0
+    count, offset = 0, 0.0
     for start in range(0, len(test_images), 2000):
         xb = test_images[start:start + 2000].astype(numpy.float64)
+        offset = max(offset, quantise(xb, delta)[1])
         x_hat = _reconstructions(model, test_images[start:start + 2000], seed + 1 + start, batch_size)
         closed += float(quantised_normal_log_prob(xb, x_hat, sigma_star, delta).sum())
         opened += float(quantised_normal_log_prob(xb, x_hat, sigma_star, delta, open_edges=True).sum())
         count += xb.size
     nats, nats_open = -closed / count, -opened / count
-    return {"sigma_star": sigma_star, "delta": delta, "n_test": int(len(test_images)),
+    return {"sigma_star": sigma_star, "delta": delta, "levels": n_levels,
+            "bin_centres": f"k/{n_levels - 1}, k = 0…{n_levels - 1} (each value rounded to its level)",
+            "edge_bins": "closed: the bins of 0 and 1 end at −δ/2 and 1+δ/2 (mass outside is lost); "
+                         "open_edges: they extend to ∓∞ (the probabilities sum to 1)",
+            "max_offset_from_levels": offset, "n_test": int(len(test_images)),
             "nats_per_dim": nats, "bits_per_dim": nats / LOG2,
             "nats_per_dim_open_edges": nats_open, "bits_per_dim_open_edges": nats_open / LOG2}
 
@@ -319,7 +363,8 @@ def variance_loss(real, generated) -> float:
     return v(real) - v(generated)
 
 
-__all__ = ["MetricError", "beta_independent_nll", "classifier_features", "frechet_distance",
+__all__ = ["DELTA_8BIT", "MetricError", "beta_independent_nll", "classifier_features", "frechet_distance",
            "frechet_distance_features", "gaussian_moments", "iwae_log_likelihood", "iwae_nll",
-           "log_normal_interval", "log_normal_tail", "quantised_normal_log_prob", "refit_sigma",
+           "log_normal_interval", "log_normal_tail", "quantisation_levels", "quantise",
+           "quantised_normal_log_prob", "refit_sigma",
            "variance_loss"]
