@@ -99,7 +99,7 @@ def main(argv=None):
         print("error: name a claim id, 'all', --list or --write-docs (python -m minivae.reproduce --list "
               "shows the ids)", file=sys.stderr)
         return 2
-    ids = list(claims.BY_ID) if args.claim == "all" else [args.claim]
+    ids = list(claims.ALL_ORDER) if args.claim == "all" else [args.claim]
     try:
         for i in ids:
             claims.get(i)

@@ -55,6 +55,12 @@ CLAIMS = [
           TAMING + ", Fig. 2 and 7", "a staircase of cluster counts down to 1 above β_c", None, "fixedpoint"),
 ]
 BY_ID = {c.id: c for c in CLAIMS}
+# the order of ``all``: cheapest first, so that an interrupted run has the most claims
+# (finished runs are reused when it is started again)
+ALL_ORDER = ["two-point", "critical-beta", "phase-transitions", "dense-sparsity", "two-stage-fd", "renorm-fd",
+             "geco-kl", "geco-marginal-kl", "geco-information-plane", "balanced-gamma", "variance-law",
+             "conv-sparsity"]
+assert sorted(ALL_ORDER) == sorted(BY_ID)
 
 
 def get(claim_id):

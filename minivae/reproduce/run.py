@@ -32,7 +32,7 @@ def make_context(*, mode, out, seeds=None, dataset="mnist", data_dir=None, backe
     runner = Runner(out, data_args=data_args, backend=backend, log=log)
     n = seeds or plan["seeds"]
     return Context(runner=runner, mode=mode, plan=plan, seeds=list(range(n)), data_args=data_args,
-                   dataset=dataset, out=os.path.abspath(out))
+                   dataset=dataset, out=os.path.normpath(out))
 
 
 def _figures(ctx, claim_id, result):

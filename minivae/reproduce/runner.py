@@ -28,7 +28,7 @@ class Runner:
     and remembers the commands (``self.commands``) of the claim in progress."""
 
     def __init__(self, out, *, data_args=(), backend=None, log=print):
-        self.out = os.path.abspath(out)
+        self.out = os.path.normpath(out)
         self.data_args = list(data_args)  # e.g. ["--dataset", "mnist", "--data-dir", D]
         self.backend = backend
         self.log = log
