@@ -108,11 +108,28 @@ def test_staircase():
     assert verdict.staircase(betas, [40, 12, 12, 5, 1, 1, 1], 0.15).verdict == REPRODUCED
     # not collapsed above β_c
     assert verdict.staircase(betas, [40, 12, 12, 5, 3, 2, 2], 0.15).verdict == PARTIAL
-    # increases and only two levels
+    # a local optimum out of line (12 → 14) still falls with β: ρ = −0.96
+    assert verdict.staircase(betas, [40, 12, 14, 5, 1, 1, 1], 0.15).verdict == REPRODUCED
+    # no trend and only two levels
     v = verdict.staircase(betas, [1, 2, 1, 2, 1, 2, 1], 0.15)
-    assert v.verdict == DIFFERS and "monotone" in v.why
+    assert v.verdict == DIFFERS and "falls with β" in v.why
     # unsorted input is sorted by β first
     assert verdict.staircase(betas[::-1], [1, 1, 1, 5, 12, 12, 40], 0.15).verdict == REPRODUCED
+
+
+def test_spearman_against_the_textbook_formula():
+    a, b = [1.0, 2.0, 3.0, 4.0, 5.0], [5.0, 6.0, 7.0, 8.0, 7.0]
+    # no ties in a; ties in b: ranks of b are 1, 2, 3.5, 5, 3.5
+    rb = [1, 2, 3.5, 5, 3.5]
+    mb = sum(rb) / 5
+    num = sum((i + 1 - 3) * (r - mb) for i, r in enumerate(rb))
+    den = math.sqrt(sum((i + 1 - 3) ** 2 for i in range(5)) * sum((r - mb) ** 2 for r in rb))
+    assert verdict.spearman(a, b) == pytest.approx(num / den)
+    assert verdict.spearman(a, a[::-1]) == pytest.approx(-1.0)
+    # without ties: 1 − 6 Σd²/(n(n²−1))
+    x, y = [3.0, 1.0, 4.0, 2.0, 5.0], [2.0, 1.0, 5.0, 3.0, 4.0]
+    d2 = sum((p - q) ** 2 for p, q in zip(x, y))
+    assert verdict.spearman(x, y) == pytest.approx(1 - 6 * d2 / (5 * 24))
 
 
 def test_verdict_refuses_unknown_words():

@@ -20,12 +20,12 @@ def _pyplot():
         return None
 
 
-def sparsity_figure(sweeps, paper_counts, path):
+def sparsity_figure(sweeps, paper_counts, path, dataset="mnist"):
     """``sweeps``: {kind: {objective: [run summaries]}}."""
     plt = _pyplot()
     if plt is None or not sweeps:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     for kind, sweep in sweeps.items():
         c = COLOURS.get(kind, "k")
         pts = sorted((r["effective_kl_weight"], r["inactive"], obj) for obj, runs in sweep.items() for r in runs)
@@ -49,8 +49,8 @@ def sparsity_figure(sweeps, paper_counts, path):
     ax.set_xlabel("effective KL weight w (loss = Σ(x − x̂)²/2 + w·KL)")
     ax.set_ylabel("inactive latents (Var μ_j < 0.05) of 16")
     ax.set_ylim(-0.5, 16.5)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.set_title("Sparsity against the objective (MNIST)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title(f"Sparsity against the objective ({dataset})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -88,10 +88,11 @@ def geco_figure(pairs, frontier, curves, path):
     ax.set_title("end points (lower KL at equal MSE is better)")
     ax.legend(fontsize=7)
     ax = axes[2]
+    sc = None
     for c in curves:
         if c["label"].startswith("GECO") and c.get("mse"):
             sc = ax.scatter(c["mse"], c["kl"], c=c["steps"], s=6, cmap="viridis")
-    if "sc" in locals():
+    if sc is not None:
         fig.colorbar(sc, ax=ax, label="step")
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -127,7 +127,8 @@ def claim_critical_beta(ctx):
     order = [verdict.REPRODUCED, verdict.PARTIAL, verdict.DIFFERS]
     worst = max(verdicts, key=lambda v: order.index(v.verdict))
     v = verdict.Verdict(worst.verdict, worst.tolerance, "; ".join(v.why for v in verdicts))
-    return {"measured": verdict.spread([r["ratio"] for r in results]), "unit": "measured collapse β / (λ_max(C)/σ²)",
+    return {"measured": verdict.spread([r["ratio"] for r in results]),
+            "unit": "measured collapse β / (λ_max(C)/σ²)",
             "verdict": v, "details": {"data_sets": results}}
 
 
@@ -137,7 +138,7 @@ def claim_phase_transitions(ctx):
     for data in ("lines", "circles"):
         folder, js, z = _fixedpoint(ctx, f"fp-{data}", ["--data", data, "--n-points", f["n_points"],
                                                         "--grid-size", f["grid_size"], "--n-beta", f["n_beta"],
-                                                        "--max-iter", f["max_iter"]])
+                                                        "--max-iter", f["max_iter"], "--tol", "1e-6"])
         x = z["data"]
         bc = beta_c(x)
         scale = numpy.sqrt(((x - x.mean(axis=0)) ** 2).sum(1).mean())

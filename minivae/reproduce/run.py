@@ -39,7 +39,8 @@ def _figures(ctx, claim_id, result):
     out = []
     if claim_id in ("dense-sparsity", "conv-sparsity"):
         sweeps = {k: ctx.cache[("sweep", k)] for k in ("dense", "conv") if ("sweep", k) in ctx.cache}
-        path = figures.sparsity_figure(sweeps, sparsity.PAPER_COUNT, os.path.join(ctx.out, "sparsity.png"))
+        path = figures.sparsity_figure(sweeps, sparsity.PAPER_COUNT, os.path.join(ctx.out, "sparsity.png"),
+                                         ctx.dataset)
         out.append(path)
     if claim_id == "geco-kl":
         curves = []
@@ -77,12 +78,17 @@ def run_claim(ctx, claim_id, *, argv="", log=print):
     return doc
 
 
+def _values(values, most=8):
+    shown = ", ".join(f"{x:.4g}" for x in values[:most])
+    return shown + (f", … ({len(values) - most} more)" if len(values) > most else "")
+
+
 def summary(doc, path):
     m, v = doc["measured"], doc["verdict"]
     sd = f" ± {m['sd']:.3g} (sd)" if m.get("sd") is not None else ""
     lines = [f"   source:   {doc['source']}",
              f"   paper:    {doc['paper']['value']}",
-             f"   measured: {m['mean']:.4g}{sd} {m['unit']}  [n = {m['n']}, values {[round(x, 4) for x in m['values']]}]",
+             f"   measured: {m['mean']:.4g}{sd} {m['unit']}  [n = {m['n']}: {_values(m['values'])}]",
              f"   verdict:  {v['verdict'].upper()}",
              f"   why:      {v['why']}",
              f"   tolerance: {v['tolerance']}"]
