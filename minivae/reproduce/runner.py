@@ -59,6 +59,7 @@ class Runner:
         self.commands.append(text)
         if folder not in self.folders:
             self.folders.append(folder)
+        _wait_for_other_process(folder, tag)
         if os.path.exists(record):
             with open(record) as f:
                 if json.load(f).get("argv") == argv:
@@ -73,9 +74,15 @@ class Runner:
                 os.remove(stale)
         self.log(f"  run    {text}")
         start = time.perf_counter()
-        with open(os.path.join(folder, f"reproduce-{tag}.log"), "w") as logf:
-            proc = subprocess.run([sys.executable, "-m", module, *argv], stdout=logf,
-                                  stderr=subprocess.STDOUT, env=_child_env())
+        lock = _lock_path(folder, tag)
+        with open(lock, "w") as f:
+            f.write(str(os.getpid()))
+        try:
+            with open(os.path.join(folder, f"reproduce-{tag}.log"), "w") as logf:
+                proc = subprocess.run([sys.executable, "-m", module, *argv], stdout=logf,
+                                      stderr=subprocess.STDOUT, env=_child_env())
+        finally:
+            os.remove(lock)
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
             with open(os.path.join(folder, f"reproduce-{tag}.log")) as f:
@@ -84,6 +91,15 @@ class Runner:
         with open(record, "w") as f:
             json.dump({"argv": argv, "command": text, "seconds": seconds}, f)
         return seconds
+
+    def is_done(self, module, args, *, folder, tag):
+        """Whether ``folder`` records this very command (``run`` would reuse it)."""
+        argv = [str(a) for a in args] + self._backend_args(module)
+        record = os.path.join(folder, f".reproduce-{tag}.json")
+        if not os.path.exists(record):
+            return False
+        with open(record) as f:
+            return json.load(f).get("argv") == argv
 
     def has_flag(self, module, flag):
         """Whether ``python -m module --help`` lists ``flag`` (flags added later)."""
@@ -98,6 +114,31 @@ class Runner:
         commands, folders = list(dict.fromkeys(self.commands)), list(self.folders)
         self.commands, self.folders = [], []
         return commands, folders
+
+
+def _lock_path(folder, tag):
+    # next to the folder, not in it: a fresh run removes the folder
+    return os.path.join(os.path.dirname(os.path.abspath(folder)),
+                        f".{os.path.basename(os.path.abspath(folder))}.{tag}.lock")
+
+
+def _wait_for_other_process(folder, tag, poll=10.0):
+    """Two reproduce processes sharing --out (say, two claims run side by side) never
+    run the same command on one folder at once: the second waits, then reuses."""
+    lock = _lock_path(folder, tag)
+    while os.path.exists(lock):
+        try:
+            with open(lock) as f:
+                os.kill(int(f.read().strip() or 0), 0)  # is the holder alive?
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            try:
+                os.remove(lock)  # a stale lock of a killed process
+            except FileNotFoundError:
+                pass
+            return
+        except PermissionError:
+            pass
+        time.sleep(poll)
 
 
 def _child_env():

@@ -24,6 +24,28 @@ GAMMA_TOL = 0.1
 PAPER_OBJECTIVE = "bernoulli"
 
 
+def _train_args(ctx, kind, obj, seed, folder):
+    sp = ctx.plan["sparsity"][kind]
+    return (ctx.data_args + plans.NETWORKS[sp["net"]] + plans.objective_args(obj)
+            + ["--n-train", sp["n_train"], "--n-test", sp["n_test"], "--epochs", sp["epochs"],
+               "--seed", seed, "--out", folder])
+
+
+def sweep_if_done(ctx, kind):
+    """The sweep's summaries when every run of it is already on disk (else None):
+    a figure drawn by one claim shows the other network's sweep without training it."""
+    if ("sweep", kind) in ctx.cache:
+        return ctx.cache[("sweep", kind)]
+    for obj in ctx.plan["sparsity"][kind]["objectives"]:
+        for seed in ctx.seeds:
+            folder = ctx.runner.folder(f"{kind}-{obj}-s{seed}")
+            if not ctx.runner.is_done("minivae.train", _train_args(ctx, kind, obj, seed, folder),
+                                      folder=folder, tag="train"):
+                return None
+    return {obj: [summarise(ctx.runner.folder(f"{kind}-{obj}-s{seed}"), obj) for seed in ctx.seeds]
+            for obj in ctx.plan["sparsity"][kind]["objectives"]}
+
+
 def run_sweep(ctx, kind, objectives=None):
     """Train (or reuse) each objective × seed of the sweep; returns {objective: [summary]}."""
     sp = ctx.plan["sparsity"][kind]
@@ -34,9 +56,7 @@ def run_sweep(ctx, kind, objectives=None):
             key = ("sparsity", kind, obj, seed)
             if key not in ctx.cache:
                 folder = ctx.runner.folder(f"{kind}-{obj}-s{seed}")
-                args = (ctx.data_args + plans.NETWORKS[sp["net"]] + plans.objective_args(obj)
-                        + ["--n-train", sp["n_train"], "--n-test", sp["n_test"], "--epochs", sp["epochs"],
-                           "--seed", seed, "--out", folder])
+                args = _train_args(ctx, kind, obj, seed, folder)
                 ctx.runner.run("minivae.train", args, folder=folder, tag="train", fresh=True)
                 ctx.cache[key] = summarise(folder, obj)
             else:
