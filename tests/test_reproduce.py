@@ -99,6 +99,10 @@ def test_results_table_is_written_between_markers_and_keeps_the_rest(tmp_path):
     again = md.read_text()
     assert again.count(record.BEGIN) == 1 and "**differs**" in again and "**reproduced**" not in again
     assert "hand-written text" in again
+    # a '|' inside a cell is escaped: every row has the header's 6 cells
+    record.update_results(str(md), [_doc(title="KL(q(z)||p) and |x|")], command="cmd")
+    rows = [line for line in md.read_text().splitlines() if line.startswith("| `two-point`")]
+    assert len(rows) == 1 and rows[0].replace("\\|", "").count("|") == 7
 
 
 def test_runner_reuses_a_folder_holding_the_same_command(tmp_path):

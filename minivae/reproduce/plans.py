@@ -69,7 +69,7 @@ PLANS = {
                                "objectives": ["bernoulli", "balanced", "balanced-authors", "gamma-0.01",
                                               "gamma-0.1"]},
                      "conv": {"net": "conv", "n_train": 10000, "n_test": 1000, "epochs": 3,
-                              "objectives": ["bernoulli", "balanced", "gamma-0.1"]}},
+                              "objectives": ["bernoulli", "balanced"]}},
         "geco": {"nets": {"dense": {"net": "dense", "n_train": 20000, "n_test": 2000, "max_epochs": 6}},
                  "elbo": ["gamma-0.06"], "chunk_epochs": 2,  # quick: fixed γ only (full: and learned γ)
                  "controllers": ["alg1"], "diagnose_n": 2000, "marginal_samples": 500},

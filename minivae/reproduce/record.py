@@ -98,10 +98,12 @@ def table(docs):
     for d in docs:
         m = d["measured"]
         spread = f" (sd {_fmt(m['sd'])}, {_fmt(m['min'])}–{_fmt(m['max'])})" if m.get("sd") is not None else ""
-        lines.append(f"| `{d['id']}`: {d['title']} | {d['source']} | {d['paper']['value']} | "
-                     f"{_fmt(m['mean'])} {m['unit']}{spread} | **{d['verdict']['verdict']}**: "
-                     f"{d['verdict']['why']} [tolerance: {d['verdict']['tolerance']}] | "
-                     f"{d['mode']}, {len(d['seeds'])} |")
+        cells = [f"`{d['id']}`: {d['title']}", d["source"], d["paper"]["value"],
+                 f"{_fmt(m['mean'])} {m['unit']}{spread}",
+                 f"**{d['verdict']['verdict']}**: {d['verdict']['why']} [tolerance: {d['verdict']['tolerance']}]",
+                 f"{d['mode']}, {len(d['seeds'])}"]
+        # a '|' inside a cell (KL(q||p), |x|) would end the cell: escape it
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines).replace("\n\n", "\n")
 
 
