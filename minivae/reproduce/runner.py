@@ -78,14 +78,14 @@ class Runner:
         with open(lock, "w") as f:
             f.write(str(os.getpid()))
         try:
-            with open(os.path.join(folder, f"reproduce-{tag}.log"), "w") as logf:
+            with open(os.path.join(folder, f".reproduce-{tag}.log"), "w") as logf:
                 proc = subprocess.run([sys.executable, "-m", module, *argv], stdout=logf,
                                       stderr=subprocess.STDOUT, env=_child_env())
         finally:
             os.remove(lock)
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
-            with open(os.path.join(folder, f"reproduce-{tag}.log")) as f:
+            with open(os.path.join(folder, f".reproduce-{tag}.log")) as f:
                 tail = f.read()[-2000:]
             raise CommandFailed(f"{text} failed (exit {proc.returncode}); its output ends:\n{tail}")
         with open(record, "w") as f:

@@ -15,6 +15,7 @@ would have) and drawn with its own marker.
 from __future__ import annotations
 
 from . import plans, verdict
+from ..run.config import flatten
 from .runner import read_json, read_metrics
 
 PAPER_COUNT = {"dense": 8.0, "conv": 3.0}
@@ -72,7 +73,7 @@ def summarise(folder, objective):
     report = read_json(folder, "report.json")
     lat, test = report["latents"], report["test"]
     gamma = (report.get("objective_state") or {}).get("gamma")
-    config = read_json(folder, "config.json")
+    config = flatten(read_json(folder, "config.json"), where=f"{folder}/config.json")  # sections -> keys
     if objective == "bernoulli":
         w = test["mse"]
     elif objective.startswith("gamma-"):

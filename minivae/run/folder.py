@@ -71,10 +71,11 @@ class RunFolder:
         return os.path.isfile(self.file(CHECKPOINT))
 
     def foreign_entries(self) -> list:
-        """Entries of a folder that holds no run (the lock file does not count)."""
+        """Entries of a folder that holds no run. Hidden names (``.name``: the lock, a tool's
+        bookkeeping such as ``python -m minivae.reproduce``'s records) do not count."""
         if not self.exists() or self.is_run():
             return []
-        return sorted(n for n in os.listdir(self.path) if n != LOCK_NAME)
+        return sorted(n for n in os.listdir(self.path) if not n.startswith("."))
 
     def refuse_foreign(self, what="--out") -> None:
         entries = self.foreign_entries()
