@@ -187,8 +187,8 @@ def add_flags(parser, cls, skip=(), help_suffix=None) -> list:
             text += f" ({' | '.join(meta['choices'])})"
         if help_suffix and help_suffix.get(f.name):
             text += help_suffix[f.name]
-        default = _default_text(f)
-        text += f" [default: {default}]"
+        if "(default" not in meta["help"]:      # a help that says its own default keeps it
+            text += f" [default: {_default_text(f)}]"
         parser.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,
                             metavar=f.name.upper() if meta["kind"] != "bool" else "true|false", help=text)
         added.append(f.name)

@@ -347,7 +347,8 @@ def add_config_flags(parser):
             if meta.get("choices"):
                 text += f" ({' | '.join(meta['choices'])})"
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            text += f" [default: {'automatic' if default is None else _fmt(default)}]"
+            if "(default" not in meta["help"]:
+                text += f" [default: {'automatic' if default is None else _fmt(default)}]"
             group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, metavar=f.name.upper(),
                                default=argparse.SUPPRESS, help=text)
     group.add_argument("--max-steps", dest="max_steps", metavar="N", default=argparse.SUPPRESS,

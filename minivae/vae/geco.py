@@ -103,7 +103,7 @@ class GECO(Objective):
         constraint: list = setting(["re"], "constraint(s), comma separated for a vector λ", kind="strs",
                                    choices=tuple(CONSTRAINTS), check=non_empty)
         kappa: list = setting(None, "tolerance(s) κ, one per constraint: per-pixel RMS error for re/fre "
-                              "(e.g. 0.1), target correlation/accuracy in (0,1) for pncc/cla (e.g. 0.9)",
+                              "(e.g. 0.1), target correlation/accuracy in (0,1) for pncc/cla (e.g. 0.9) (default: none, required)",
                               kind="floats", optional=True)
         geco_alpha: float = setting(DEFAULT_ALPHA, "moving-average factor α of C_ma", kind="float",
                                     check=between(0, 1, open_hi=True))
