@@ -144,9 +144,8 @@ def _minivae_bn_step(spec, x, w, b, g, nchw):
     gt = backend.to_device(_channels_last(g, last))
     stats = [backend.xp().zeros(len(w), dtype=x.dtype), backend.xp().ones(len(w), dtype=x.dtype)]
 
-    def step():
-        xt.grad = wt.grad = bt.grad = None
-        batch_norm(xt, wt, bt, *stats, training=True).backward(gt)
+    def step():   # the op's forward and vjp (no accumulation into leaves' .grad, see _vjp)
+        _vjp(batch_norm(xt, wt, bt, *stats, training=True), gt)
     return step
 
 
@@ -160,9 +159,15 @@ def _minivae_step(spec, x, w, b, g, nchw):
     op = conv_transpose2d if transposed else conv2d
 
     def step():
-        xt.grad = wt.grad = bt.grad = None
-        op(xt, wt, bt, stride=s, padding=p).backward(gt)
+        _vjp(op(xt, wt, bt, stride=s, padding=p), gt)
     return step
+
+
+def _vjp(y, g):
+    """The vector-Jacobian product of the op that made ``y``, without the autograd's copy of
+    each gradient into a leaf's ``.grad`` (in a model the input is no leaf; PyTorch's
+    ``autograd.grad`` below skips accumulation likewise)."""
+    return y._fn.backward(g)
 
 
 def _torch_step(torch, device, spec, x, w, b, g):
@@ -176,14 +181,14 @@ def _torch_step(torch, device, spec, x, w, b, g):
         stats = [torch.zeros(len(w), device=device), torch.ones(len(w), device=device)]
 
         def bn_step():
-            xt.grad = wt.grad = bt.grad = None
-            torch.nn.functional.batch_norm(xt, *stats, wt, bt, training=True).backward(gt)
+            y = torch.nn.functional.batch_norm(xt, *stats, wt, bt, training=True)
+            torch.autograd.grad(y, [xt, wt, bt], gt)
         return bn_step
     op = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
 
     def step():
-        xt.grad = wt.grad = bt.grad = None
-        op(xt, wt, bt, stride=s, padding=p).backward(gt)
+        y = op(xt, wt, bt, stride=s, padding=p)
+        torch.autograd.grad(y, [xt, wt, bt] if input_grad else [wt, bt], gt)
     return step
 
 

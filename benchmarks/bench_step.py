@@ -31,7 +31,7 @@ import sys
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.environ.get("MINIVAE_BENCH_ROOT", ROOT))   # --baseline-root: another checkout
 
 PRESETS = ("mnist-dense", "mnist-conv", "cifar-conv")
 
@@ -193,14 +193,15 @@ def torch_worker(spec, batch, steps, warmup, device, threads):
 
 # -- the parent: interleaved rounds --------------------------------------------------------
 
-def run_worker(framework, preset, args, side=None, batch=None, steps=None):
-    """One fresh process timing ``framework``; returns its JSON report (or None if it failed)."""
+def run_worker(framework, preset, args, side=None, batch=None, steps=None, root=ROOT):
+    """One fresh process timing ``framework`` (minivae imported from ``root``); returns its
+    JSON report (or None if it failed)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--preset", preset,
            "--batch", str(batch or args.batch), "--steps", str(steps or args.steps), "--warmup", str(args.warmup),
            "--backend", args.backend, "--threads", str(args.threads)]
     if side is not None:
         cmd += ["--side", str(side)]
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, MINIVAE_BENCH_ROOT=os.path.abspath(root))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         print(f"  ({framework} worker failed: {proc.stderr.strip().splitlines()[-1:]})", file=sys.stderr)
@@ -213,6 +214,26 @@ def torch_available(args) -> bool:
         return False
     probe = "import torch, sys; sys.exit(0 if (sys.argv[1] != 'cupy' or torch.cuda.is_available()) else 1)"
     return subprocess.run([sys.executable, "-c", probe, args.backend], capture_output=True).returncode == 0
+
+
+def blas_line() -> str:
+    """Which BLAS kernels NumPy runs (OpenBLAS picks them per CPU; OPENBLAS_CORETYPE overrides)."""
+    import ctypes
+    import numpy  # noqa: F401  (loads the BLAS)
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+        for path in paths:
+            lib = ctypes.CDLL(path)
+            for name in ("scipy_openblas_get_corename64_", "openblas_get_corename64_", "openblas_get_corename"):
+                if hasattr(lib, name):
+                    fn = getattr(lib, name)
+                    fn.restype = ctypes.c_char_p
+                    return (f"NumPy BLAS: OpenBLAS, {fn().decode()} kernels"
+                            f" (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})")
+    except OSError:
+        pass
+    return "NumPy BLAS: not OpenBLAS, or not found"
 
 
 def parse_args(argv=None):
@@ -228,6 +249,9 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=5, help="minivae/PyTorch process pairs (median reported)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="PyTorch CPU threads")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--baseline-root", metavar="DIR",
+                   help="also time the minivae of another checkout (e.g. `git worktree add /tmp/base "
+                        "<commit>`), interleaved: before, after, PyTorch, before, after, ...")
     p.add_argument("--worker", choices=("minivae", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--side", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -248,6 +272,7 @@ def main(argv=None):
         print(json.dumps({"ms": 1e3 * statistics.median(times), **mem}))
         return
     with_torch = torch_available(args)
+    print(blas_line())
     mem_key = "device_mib" if args.backend == "cupy" else "peak_rss_mib"
     print(f"whole training step (forward, backward, Adam), batch {args.batch}, float32; minivae {args.backend} "
           f"vs PyTorch {'CUDA' if args.backend == 'cupy' else 'CPU'}; median over {args.rounds} interleaved "
@@ -256,12 +281,14 @@ def main(argv=None):
           + ("" if args.backend == "cupy" else f" {'mv +step':>8s} {'torch +step':>11s}"))
     for preset in args.preset or PRESETS:
         steps = args.steps or DEFAULT_STEPS[preset]
-        ours, theirs = [], []
+        ours, theirs, base = [], [], []
         for _ in range(args.rounds):
+            if args.baseline_root:
+                base.append(run_worker("minivae", preset, args, steps=steps, root=args.baseline_root))
             ours.append(run_worker("minivae", preset, args, steps=steps))
             if with_torch:
                 theirs.append(run_worker("torch", preset, args, steps=steps))
-        ours, theirs = [r for r in ours if r], [r for r in theirs if r]
+        ours, theirs, base = [r for r in ours if r], [r for r in theirs if r], [r for r in base if r]
         if not ours:
             continue
 
@@ -272,6 +299,12 @@ def main(argv=None):
         if args.backend != "cupy":
             line += f" {med(ours, 'step_growth_mib'):8.0f} {med(theirs, 'step_growth_mib'):11.0f}"
         print(line, flush=True)
+        if base:
+            b = med(base, "ms")
+            line = f"{'  baseline':12s} {b:11.1f} {t:9.1f} {b / t:6.2f} {med(base, mem_key):7.0f} {'':9s}"
+            if args.backend != "cupy":
+                line += f" {med(base, 'step_growth_mib'):8.0f}"
+            print(line, flush=True)
     print("(MiB: peak resident memory of the whole process; +step: its growth during the steps)"
           if args.backend != "cupy" else "(MiB: peak device memory held by the memory pool / allocated by PyTorch)")
 

@@ -29,6 +29,10 @@ import threading
 _STATE = {}
 _LOCK = threading.Lock()
 
+# Below this much data an op runs as one part: handing work to the threads costs tens
+# of microseconds, as much as a small op itself.
+MIN_PARALLEL_BYTES = 1 << 20
+
 
 def _openblas_local_setter():
     """``openblas_set_num_threads_local`` of the OpenBLAS in this process, or None."""
@@ -71,9 +75,11 @@ def _pool():
     return _STATE["pool"]
 
 
-def parts(xp, n: int) -> list:
-    """The batch [0, n) as one slice per worker (one slice off the CPU or without workers)."""
-    count = min(n, cpu_workers()) if xp.__name__ == "numpy" else 1
+def parts(xp, n: int, nbytes: int | None = None) -> list:
+    """The batch [0, n) as one slice per worker; one slice off the CPU, without workers, or
+    when the op touches fewer than ``MIN_PARALLEL_BYTES`` (``nbytes``, if given)."""
+    small = nbytes is not None and nbytes < MIN_PARALLEL_BYTES
+    count = min(n, cpu_workers()) if xp.__name__ == "numpy" and not small else 1
     bounds = [n * k // count for k in range(count + 1)]
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 

@@ -1,13 +1,16 @@
-"""The CPU batch parts of the convolutions (minivae.ops._parallel): the parts cover the batch,
-P worker threads give the numbers of one part (and of a direct loop), gradient checks and
-the adjoint identity hold on the threaded, chunked path, and the layouts handed out."""
+"""The CPU batch parts (minivae.ops._parallel) of the convolutions and of BatchNorm: the parts
+cover the batch, P worker threads give the numbers of one part (and of a direct loop or the
+equations), gradient checks and the adjoint identity hold on the threaded, chunked/blocked
+paths, and the layouts handed out."""
 import numpy
 import pytest
 
 from minivae import backend, gradcheck
 from minivae.autograd import Tensor
 from minivae.ops import _parallel
+from minivae.ops import batchnorm as bn_ops
 from minivae.ops import conv as conv_ops
+from minivae.ops.batchnorm import batch_norm
 from minivae.ops.conv import conv2d, conv_transpose2d
 
 from test_conv import _direct_conv2d  # noqa: E402  (tests/ is on sys.path under pytest)
@@ -21,6 +24,7 @@ def workers(monkeypatch):
     def force(k):
         state = {"workers": k, "setter": (lambda threads: 0)}
         monkeypatch.setattr(_parallel, "_STATE", state)
+        monkeypatch.setattr(_parallel, "MIN_PARALLEL_BYTES", 0)   # tiny test arrays too
         pools.append(state)
     yield force
     for state in pools:
@@ -44,6 +48,13 @@ def test_parts_cover_the_batch(workers):
     assert one_image_chunks == [[slice(0, 1), slice(1, 2)], [slice(2, 3), slice(3, 4)],
                                 [slice(4, 5), slice(5, 6), slice(6, 7)]]
     assert conv_ops._plan(numpy, 7, 1) == [[slice(0, 2)], [slice(2, 4)], [slice(4, 7)]]
+
+
+def test_small_ops_run_as_one_part(workers):
+    workers(2)
+    _parallel.MIN_PARALLEL_BYTES = 1 << 20   # the fixture's monkeypatch restores it
+    assert _parallel.parts(numpy, 128, nbytes=1000) == [slice(0, 128)]
+    assert len(_parallel.parts(numpy, 128, nbytes=2 << 20)) == 2
 
 
 def test_one_worker_without_the_capability(monkeypatch):
@@ -129,3 +140,46 @@ def test_outputs_and_input_gradients_are_channels_last(workers):
     fn = conv2d(x, w, stride=2, padding=1)._fn
     gx = fn.backward(numpy.ones((4, 5, 4, 4), numpy.float32))[0]
     assert gx.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _channels_last(a):
+    axes = (0,) + tuple(range(2, a.ndim)) + (1,)
+    back = (0, a.ndim - 1) + tuple(range(1, a.ndim - 1))
+    return numpy.ascontiguousarray(a.transpose(axes)).transpose(back)
+
+
+@pytest.mark.parametrize("shape,last", [((9, 3), False), ((5, 3, 4, 3), False), ((5, 3, 4, 3), True)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_parts_and_blocks(workers, monkeypatch, shape, last, training):
+    """Parts on threads and one-row blocks give the equations' numbers and exact gradients."""
+    backend.use("numpy", dtype="float64", seed=0)
+    monkeypatch.setattr(bn_ops, "CPU_BLOCK_BYTES", 1)
+    gen = numpy.random.default_rng(50)
+    c = shape[1]
+    x = gen.normal(1.5, 2.0, size=shape)
+    x = _channels_last(x) if last else x
+    w, b = gen.uniform(0.5, 2.0, c), gen.standard_normal(c)
+    rm, rv = gen.standard_normal(c), gen.uniform(0.5, 2.0, c)
+    g = gen.standard_normal(shape)
+    axes = (0,) + tuple(range(2, len(shape)))
+    bshape = (1, c) + (1,) * (len(shape) - 2)
+    mean, var = (x.mean(axes), x.var(axes)) if training else (rm, rv)
+    xhat = (x - mean.reshape(bshape)) / numpy.sqrt(var.reshape(bshape) + 1e-5)
+    expected_y = xhat * w.reshape(bshape) + b.reshape(bshape)
+    scale = (w / numpy.sqrt(var + 1e-5)).reshape(bshape)
+    expected_gx = scale * (g - g.mean(axes).reshape(bshape) - xhat * (g * xhat).mean(axes).reshape(bshape)) \
+        if training else scale * g
+    for k in (1, 3):
+        workers(k)
+        xt, wt, bt = (Tensor(a, requires_grad=True) for a in (x, w, b))
+        y = batch_norm(xt, wt, bt, rm.copy(), rv.copy(), training=training)
+        y.backward(g)
+        numpy.testing.assert_allclose(y.numpy(), expected_y, rtol=1e-12, atol=1e-12)
+        numpy.testing.assert_allclose(xt.grad, expected_gx, rtol=1e-10, atol=1e-12)
+        numpy.testing.assert_allclose(wt.grad, (g * xhat).sum(axes), rtol=1e-10, atol=1e-12)
+        numpy.testing.assert_allclose(bt.grad, g.sum(axes), rtol=1e-12, atol=1e-12)
+    xg = gradcheck.random_input(shape, seed=51)
+    xg = Tensor(_channels_last(xg.data), requires_grad=True) if last else xg
+    wg, bg = gradcheck.random_input((c,), seed=52, low=0.5, high=2), gradcheck.random_input((c,), seed=53)
+    gradcheck.check(lambda x, w, b: batch_norm(x, w, b, None if training else rm, None if training else rv,
+                                               training=training), [xg, wg, bg], mode="directional", n_directions=2)
