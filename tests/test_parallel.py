@@ -183,3 +183,23 @@ def test_batchnorm_parts_and_blocks(workers, monkeypatch, shape, last, training)
     wg, bg = gradcheck.random_input((c,), seed=52, low=0.5, high=2), gradcheck.random_input((c,), seed=53)
     gradcheck.check(lambda x, w, b: batch_norm(x, w, b, None if training else rm, None if training else rv,
                                                training=training), [xg, wg, bg], mode="directional", n_directions=2)
+
+
+def test_optimiser_threads_follow_the_setting(monkeypatch):
+    """MINIVAE_CPU_THREADS sets the optimiser's threads too; Adam is elementwise, so any
+    number of threads gives the same parameters bit for bit."""
+    from minivae.optim import Adam, optimizer
+    monkeypatch.setattr(optimizer, "CPU_BLOCK", 1000)   # several blocks for the threads to share
+    results = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("MINIVAE_CPU_THREADS", threads)
+        assert optimizer._cpu_workers() == int(threads)
+        gen = numpy.random.default_rng(60)
+        p = Tensor(gen.standard_normal(10_000).astype(numpy.float32), requires_grad=True)
+        opt = Adam([p], lr=0.1)
+        for _ in range(3):
+            p.grad = gen.standard_normal(10_000).astype(numpy.float32)
+            opt.step()
+        results.append(p.numpy().copy())
+    assert numpy.array_equal(results[0], results[1])
+    assert not numpy.array_equal(results[0], numpy.random.default_rng(60).standard_normal(10_000).astype(numpy.float32))
