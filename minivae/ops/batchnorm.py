@@ -23,7 +23,7 @@ from ._checks import check_same_dtype
 
 # Rows per block on the CPU: a block's slice of x, x − μ and the output (or g and ∂x)
 # stay in L2 between the passes over it.
-CPU_BLOCK_BYTES = 256 << 10
+CPU_BLOCK_BYTES = 1 << 20
 
 
 def _check_input(op, x, num_features):
