@@ -65,16 +65,20 @@ def _data(spec, batch, seed=0):
     return [gen.random((batch,) + tuple(spec["input_shape"]), dtype=numpy.float32) for _ in range(4)]
 
 
+CLOCK = [time.perf_counter]   # time.process_time with --cpu-time
+
+
 def _time_steps(step, steps, warmup, sync):
     for _ in range(warmup):
         step()
     sync()
     times = []
+    clock = CLOCK[0]
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         step()
         sync()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -201,6 +205,8 @@ def run_worker(framework, preset, args, side=None, batch=None, steps=None, root=
            "--backend", args.backend, "--threads", str(args.threads)]
     if side is not None:
         cmd += ["--side", str(side)]
+    if getattr(args, "cpu_time", False):
+        cmd += ["--cpu-time"]
     env = dict(os.environ, MINIVAE_BENCH_ROOT=os.path.abspath(root))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -252,6 +258,10 @@ def parse_args(argv=None):
     p.add_argument("--baseline-root", metavar="DIR",
                    help="also time the minivae of another checkout (e.g. `git worktree add /tmp/base "
                         "<commit>`), interleaved: before, after, PyTorch, before, after, ...")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time with each process's CPU time instead of wall-clock time: the work done, "
+                        "steadier on a loaded machine; compare single-threaded runs (OPENBLAS_NUM_THREADS=1 "
+                        "MINIVAE_CPU_THREADS=1 --threads 1)")
     p.add_argument("--worker", choices=("minivae", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--side", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -262,6 +272,10 @@ DEFAULT_STEPS = {"mnist-dense": 40, "mnist-conv": 20, "cifar-conv": 8}
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.cpu_time:
+        if args.backend != "numpy":
+            sys.exit("bench_step: --cpu-time measures CPU work; use wall-clock time with --backend cupy")
+        CLOCK[0] = time.process_time
     if args.worker:
         spec = model_spec(args.preset[0], args.side)
         if args.worker == "minivae":
@@ -276,7 +290,7 @@ def main(argv=None):
     mem_key = "device_mib" if args.backend == "cupy" else "peak_rss_mib"
     print(f"whole training step (forward, backward, Adam), batch {args.batch}, float32; minivae {args.backend} "
           f"vs PyTorch {'CUDA' if args.backend == 'cupy' else 'CPU'}; median over {args.rounds} interleaved "
-          f"process pairs; {os.cpu_count()} CPU cores")
+          f"process pairs; {'CPU' if args.cpu_time else 'wall'} time; {os.cpu_count()} CPU cores")
     print(f"{'preset':12s} {'minivae ms':>11s} {'torch ms':>9s} {'ratio':>6s} {'mv MiB':>7s} {'torch MiB':>9s}"
           + ("" if args.backend == "cupy" else f" {'mv +step':>8s} {'torch +step':>11s}"))
     for preset in args.preset or PRESETS:
