@@ -57,6 +57,17 @@ def test_small_ops_run_as_one_part(workers):
     assert len(_parallel.parts(numpy, 128, nbytes=2 << 20)) == 2
 
 
+def test_a_forked_child_starts_its_own_pool(workers):
+    workers(2)
+    assert _parallel.map_parts(lambda s: s.stop - s.start, _parallel.parts(numpy, 10)) == [5, 5]
+    pool = _parallel._STATE["pool"]
+    _parallel._forget_pool_after_fork()   # what os.register_at_fork runs in a child
+    assert "pool" not in _parallel._STATE
+    assert _parallel.map_parts(lambda s: s.start, _parallel.parts(numpy, 10)) == [0, 5]
+    assert _parallel._STATE["pool"] is not pool
+    pool.shutdown()
+
+
 def test_one_worker_without_the_capability(monkeypatch):
     monkeypatch.setattr(_parallel, "_STATE", {})
     monkeypatch.setenv("MINIVAE_CPU_THREADS", "1")

@@ -75,6 +75,17 @@ def _pool():
     return _STATE["pool"]
 
 
+def _forget_pool_after_fork() -> None:
+    """A forked child has none of the parent's threads: let it start its own pool."""
+    global _LOCK
+    _STATE.pop("pool", None)
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def parts(xp, n: int, nbytes: int | None = None) -> list:
     """The batch [0, n) as one slice per worker; one slice off the CPU, without workers, or
     when the op touches fewer than ``MIN_PARALLEL_BYTES`` (``nbytes``, if given)."""
