@@ -91,9 +91,13 @@ def _im2col(x, kh, kw, stride, padding, oh, ow):
     xp = _xp(x)
     n, c, h, w = x.shape
     (sh, sw), (ph, pw) = stride, padding
-    src = _channels_last(x)
+    # few channels from NCHW memory (data): pad in NCHW, whose image rows are contiguous
+    planar = kw * c < _MIN_ROW_RUN and not _channels_last(x).flags.c_contiguous
+    src = x.transpose(0, 2, 3, 1)   # (N, H, W, C) axes in any memory order
     if ph or pw:
-        padded = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+        shape = (n, c, h + 2 * ph, w + 2 * pw) if planar else (n, h + 2 * ph, w + 2 * pw, c)
+        buf = xp.empty(shape, dtype=x.dtype)
+        padded = buf.transpose(0, 2, 3, 1) if planar else buf   # (N, H', W', C) axes
         padded[:, :ph], padded[:, h + ph:] = 0, 0        # zero only the border strips
         padded[:, :, :pw], padded[:, :, w + pw:] = 0, 0
         padded[:, ph:ph + h, pw:pw + w] = src
