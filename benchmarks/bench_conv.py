@@ -1,24 +1,28 @@
-"""Time conv2d / conv_transpose2d forward+backward at conv-VAE shapes, against PyTorch.
+"""Time conv2d / conv_transpose2d / batch_norm forward+backward at the conv presets' shapes,
+against PyTorch.
 
-Shapes are those of a small conv VAE on 28×28 images (batch 128, kernel 4, stride 2,
-padding 1): the encoder's two strided convolutions and the decoder's two mirrored
-transposed convolutions. The first layer's input is data (no input gradient), as in
-training. Each repeat times minivae and then PyTorch on the same arrays and weights,
-interleaved so that load from other processes hits both alike; the median is reported.
+Shapes are every convolution, transposed convolution and BatchNorm of the presets
+``mnist-conv`` (28×28×1, channels 32/64) and ``cifar-conv`` (32×32×3, channels
+64/128/256 with BatchNorm, dense 512) at batch 128 (kernel 4, stride 2, padding 1).
+The first layer's input is data (no input gradient), as in training. Each repeat
+times minivae and then PyTorch on the same arrays and weights, interleaved so that
+load from other processes hits both alike; the median is reported.
 
 Memory layouts: minivae's convolutions hand out channels-last arrays (NCHW-shaped
-views), so in a minivae VAE the input of the second conv and of the second transposed
-conv (a ReLU of the previous conv's output) and the output gradients of the first
-conv and first transposed conv (a ReLU-masked input gradient of the next layer) are
-channels-last in memory; the others are plain NCHW (data, a reshape of a Linear's
-output, a flatten's gradient). By default each layer gets the layouts it would get
-in that model; ``--nchw`` feeds every array as plain NCHW (the pessimistic case).
-PyTorch always gets contiguous NCHW tensors, its native layout.
+views) and BatchNorm and the activations keep the layout, so in a minivae VAE most
+inputs and output gradients of these layers are channels-last in memory; the others
+are plain NCHW (data, a reshape of a Linear's output, a flatten's gradient, the
+loss's gradient). By default each layer gets the layouts it gets in that model (the
+flags in ``LAYERS``, read off a traced training step); ``--nchw`` feeds every array
+as plain NCHW (the pessimistic case). PyTorch always gets contiguous NCHW tensors,
+its native layout.
 
-    python benchmarks/bench_conv.py                    # NumPy vs PyTorch CPU
-    python benchmarks/bench_conv.py --backend cupy     # CuPy vs PyTorch CUDA
+    python benchmarks/bench_conv.py                            # both presets, NumPy vs PyTorch CPU
+    python benchmarks/bench_conv.py --preset cifar-conv
+    python benchmarks/bench_conv.py --backend cupy             # CuPy vs PyTorch CUDA
 
-Prints milliseconds per forward+backward and the ratio minivae / PyTorch (target ≤ 1.5).
+Prints milliseconds per forward+backward and the ratio minivae / PyTorch (issue 14's
+target: <= 1.0 for each layer on the CPU).
 """
 from __future__ import annotations
 
@@ -34,16 +38,32 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from minivae import backend  # noqa: E402
 from minivae.autograd import Tensor  # noqa: E402
+from minivae.ops.batchnorm import batch_norm  # noqa: E402
 from minivae.ops.conv import conv2d, conv_transpose2d  # noqa: E402
 
-# (label, transposed, in_channels, out_channels, input side, kernel, stride, padding,
-#  input needs grad, input channels-last, output gradient channels-last)
-LAYERS = [
-    ("conv   1->32  28x28", False, 1, 32, 28, 4, 2, 1, False, False, True),
-    ("conv  32->64  14x14", False, 32, 64, 14, 4, 2, 1, True, True, False),
-    ("convT 64->32   7x7 ", True, 64, 32, 7, 4, 2, 1, True, False, True),
-    ("convT 32->1   14x14", True, 32, 1, 14, 4, 2, 1, True, True, False),
-]
+# conv: (label, transposed, in_channels, out_channels, input side, kernel, stride, padding,
+#        input needs grad, input channels-last, output gradient channels-last)
+# bn:   (label, "bn", channels, side or None for BatchNorm1d, input and gradient channels-last)
+LAYERS = {
+    "mnist-conv": [
+        ("conv   1->32  28x28", False, 1, 32, 28, 4, 2, 1, False, False, True),
+        ("conv  32->64  14x14", False, 32, 64, 14, 4, 2, 1, True, True, False),
+        ("convT 64->32   7x7 ", True, 64, 32, 7, 4, 2, 1, True, False, True),
+        ("convT 32->1   14x14", True, 32, 1, 14, 4, 2, 1, True, True, False),
+    ],
+    "cifar-conv": [
+        ("conv   3->64  32x32", False, 3, 64, 32, 4, 2, 1, False, False, True),
+        ("conv  64->128 16x16", False, 64, 128, 16, 4, 2, 1, True, True, True),
+        ("conv 128->256  8x8 ", False, 128, 256, 8, 4, 2, 1, True, True, True),
+        ("convT 256->128 4x4 ", True, 256, 128, 4, 4, 2, 1, True, False, True),
+        ("convT 128->64  8x8 ", True, 128, 64, 8, 4, 2, 1, True, True, True),
+        ("convT 64->3   16x16", True, 64, 3, 16, 4, 2, 1, True, True, False),
+        ("bn2d  64      16x16", "bn", 64, 16, True),
+        ("bn2d 128       8x8 ", "bn", 128, 8, True),
+        ("bn2d 256       4x4 ", "bn", 256, 4, True),
+        ("bn1d 512           ", "bn", 512, None, False),
+    ],
+}
 
 
 def parse_args(argv=None):
@@ -51,6 +71,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", choices=backend.BACKENDS, default="numpy",
                    help="minivae backend; PyTorch runs on the CPU for numpy and on CUDA for cupy")
+    p.add_argument("--preset", choices=tuple(LAYERS) + ("all",), default="all",
+                   help="whose layers to time (default: all)")
     p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
     p.add_argument("--repeats", type=int, default=20, help="timed repeats per layer (median reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed repeats per layer first")
@@ -99,6 +121,12 @@ def _channels_last(a, yes):
 
 
 def _make_layer(spec, batch, dtype, gen):
+    if spec[1] == "bn":
+        _, _, c, side, _ = spec
+        shape = (batch, c) if side is None else (batch, c, side, side)
+        x = (gen.standard_normal(shape) * 2 + 0.5).astype(dtype)
+        w, b = gen.uniform(0.5, 1.5, c).astype(dtype), gen.uniform(-0.1, 0.1, c).astype(dtype)
+        return x, w, b, gen.standard_normal(shape).astype(dtype)
     label, transposed, cin, cout, side, k, s, p, *_ = spec
     wshape = (cin, cout, k, k) if transposed else (cout, cin, k, k)
     x = gen.standard_normal((batch, cin, side, side)).astype(dtype)
@@ -109,7 +137,21 @@ def _make_layer(spec, batch, dtype, gen):
     return x, w, b, g
 
 
+def _minivae_bn_step(spec, x, w, b, g, nchw):
+    last = spec[4] and not nchw
+    xt = Tensor(backend.to_device(_channels_last(x, last)), requires_grad=True)
+    wt, bt = Tensor(backend.to_device(w), requires_grad=True), Tensor(backend.to_device(b), requires_grad=True)
+    gt = backend.to_device(_channels_last(g, last))
+    stats = [backend.xp().zeros(len(w), dtype=x.dtype), backend.xp().ones(len(w), dtype=x.dtype)]
+
+    def step():   # the op's forward and vjp (no accumulation into leaves' .grad, see _vjp)
+        _vjp(batch_norm(xt, wt, bt, *stats, training=True), gt)
+    return step
+
+
 def _minivae_step(spec, x, w, b, g, nchw):
+    if spec[1] == "bn":
+        return _minivae_bn_step(spec, x, w, b, g, nchw)
     _, transposed, *_, k, s, p, input_grad, x_last, g_last = spec
     xt = Tensor(backend.to_device(_channels_last(x, x_last and not nchw)), requires_grad=input_grad)
     wt, bt = Tensor(backend.to_device(w), requires_grad=True), Tensor(backend.to_device(b), requires_grad=True)
@@ -117,22 +159,36 @@ def _minivae_step(spec, x, w, b, g, nchw):
     op = conv_transpose2d if transposed else conv2d
 
     def step():
-        xt.grad = wt.grad = bt.grad = None
-        op(xt, wt, bt, stride=s, padding=p).backward(gt)
+        _vjp(op(xt, wt, bt, stride=s, padding=p), gt)
     return step
 
 
+def _vjp(y, g):
+    """The vector-Jacobian product of the op that made ``y``, without the autograd's copy of
+    each gradient into a leaf's ``.grad`` (in a model the input is no leaf; PyTorch's
+    ``autograd.grad`` below skips accumulation likewise)."""
+    return y._fn.backward(g)
+
+
 def _torch_step(torch, device, spec, x, w, b, g):
-    _, transposed, *_, k, s, p, input_grad, _, _ = spec
-    xt = torch.tensor(x, device=device, requires_grad=input_grad)
+    bn = spec[1] == "bn"
+    _, transposed, *_, k, s, p, input_grad, _, _ = spec if not bn else (None,) * 11
+    xt = torch.tensor(x, device=device, requires_grad=input_grad or bn)
     wt = torch.tensor(w, device=device, requires_grad=True)
     bt = torch.tensor(b, device=device, requires_grad=True)
     gt = torch.tensor(g, device=device)
+    if bn:
+        stats = [torch.zeros(len(w), device=device), torch.ones(len(w), device=device)]
+
+        def bn_step():
+            y = torch.nn.functional.batch_norm(xt, *stats, wt, bt, training=True)
+            torch.autograd.grad(y, [xt, wt, bt], gt)
+        return bn_step
     op = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
 
     def step():
-        xt.grad = wt.grad = bt.grad = None
-        op(xt, wt, bt, stride=s, padding=p).backward(gt)
+        y = op(xt, wt, bt, stride=s, padding=p)
+        torch.autograd.grad(y, [xt, wt, bt] if input_grad else [wt, bt], gt)
     return step
 
 
@@ -162,7 +218,8 @@ def main(argv=None):
           f"{os.cpu_count()} CPU cores")
     print(f"{'layer':22s} {'minivae':>9s} {'torch':>9s} {'ratio':>7s}")
     totals = [0.0, 0.0]
-    for spec in LAYERS:
+    layers = [spec for name in (LAYERS if args.preset == "all" else [args.preset]) for spec in LAYERS[name]]
+    for spec in layers:
         arrays = _make_layer(spec, args.batch, numpy.dtype(args.dtype), gen)
         ours = _minivae_step(spec, *arrays, nchw=args.nchw)
         ref = _torch_step(torch, device, spec, *arrays) if torch else None

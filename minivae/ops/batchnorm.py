@@ -18,7 +18,12 @@ from __future__ import annotations
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module as _xp
+from . import _parallel
 from ._checks import check_same_dtype
+
+# Rows per block on the CPU: a block's slice of x, x − μ and the output (or g and ∂x)
+# stay in L2 between the passes over it.
+CPU_BLOCK_BYTES = 1 << 20
 
 
 def _check_input(op, x, num_features):
@@ -78,11 +83,41 @@ def _bcast(v):
     return v.reshape(1, -1, 1)
 
 
+def _blocks(xp, a3, part):
+    """Row slices of ``part`` of a (rows, C, cols) array, ~``CPU_BLOCK_BYTES`` each on the CPU."""
+    m = part.stop - part.start
+    row_bytes = a3[0].size * a3.itemsize
+    count = max(1, min(m, m * row_bytes // CPU_BLOCK_BYTES)) if xp.__name__ == "numpy" else 1
+    bounds = [part.start + m * k // count for k in range(count + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _per_block(a3, body):
+    """Run ``body(block_slice)`` over the rows of ``a3``: one part per CPU worker
+    (:mod:`._parallel`), cache-sized blocks within a part. Returns the per-block results
+    (channel sums) added in block order, or None."""
+    xp = _xp(a3)
+
+    def part_work(part):
+        total = None
+        for block in _blocks(xp, a3, part):
+            r = body(block)
+            if r is not None:
+                total = r if total is None else tuple(t + u for t, u in zip(total, r))
+        return total
+    partials = _parallel.map_parts(part_work, _parallel.parts(xp, a3.shape[0], a3.nbytes))
+    if partials[0] is None:
+        return None
+    return tuple(_parallel.add_in_order([p[k] for p in partials]) for k in range(len(partials[0])))
+
+
 class BatchNorm(Function):
     """y = γ x̂ + β with x̂ = (x − μ)·σ⁻¹, from batch (train) or running (eval) statistics.
 
     Stores x − μ and σ⁻¹ (not x̂): y = (x − μ)·(γσ⁻¹) + β is then two passes, and
-    Σ g x̂ = σ⁻¹ Σ g (x − μ) in the vjp.
+    Σ g x̂ = σ⁻¹ Σ g (x − μ) in the vjp. On the CPU each worker (:mod:`._parallel`) takes
+    a part of the rows in cache-sized blocks, and the channel sums of the parts are
+    added in part order; on CuPy it is whole-array operations.
     """
 
     def forward(self, x, weight=None, bias=None, running_mean=None, running_var=None,
@@ -102,14 +137,21 @@ class BatchNorm(Function):
             if count < 2:
                 raise ValueError(f"{op}: training needs more than one value per channel, got input of "
                                  f"shape {tuple(x.shape)} (use a larger batch, or eval mode)")
-            mean = _channel_sums(x3) / count
-            centred = x3 - _bcast(mean)
-            var = _channel_dots(centred, centred) / count   # two passes: no cancellation
+            mean = _per_block(x3, lambda r: (_channel_sums(x3[r]),))[0] / count
         else:
             mean = running_mean.astype(x.dtype, copy=False)
             var = running_var.astype(x.dtype, copy=False)
-            centred = x3 - _bcast(mean)
-        inv_std = 1.0 / _xp(x).sqrt(var + eps)
+        xp = _xp(x)
+        centred = xp.empty(x3.shape, dtype=x.dtype)
+
+        def centre(r):   # x − μ, and Σ(x − μ)² while the block is in cache (two passes: no cancellation)
+            xp.subtract(x3[r], _bcast(mean), out=centred[r])
+            return (_channel_dots(centred[r], centred[r]),) if batch_stats else None
+
+        sq = _per_block(x3, centre)
+        if batch_stats:
+            var = sq[0] / count
+        inv_std = 1.0 / xp.sqrt(var + eps)
         if training and running_mean is not None:   # in place: the module's buffers
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
@@ -118,22 +160,33 @@ class BatchNorm(Function):
         scale = inv_std if weight is None else weight * inv_std
         self.centred, self.inv_std, self.scale = centred, inv_std, scale
         self.layout, self.count, self.batch_stats = layout, count, batch_stats
-        out = centred * _bcast(scale)
-        if bias is not None:
-            out += _bcast(bias)
+        out = xp.empty(x3.shape, dtype=x.dtype)
+
+        def affine(r):
+            xp.multiply(centred[r], _bcast(scale), out=out[r])
+            if bias is not None:
+                out[r] += _bcast(bias)
+
+        _per_block(x3, affine)
         return layout.from3(out)
 
     def backward(self, g):
-        g3, centred, m = self.layout.to3(g), self.centred, self.count
-        g_sum = _channel_sums(g3)
-        gx_sum = _channel_dots(g3, centred) * self.inv_std   # Σ g x̂
-        if self.batch_stats:   # γσ⁻¹ (g − Σg/M − x̂ Σ(g x̂)/M), built in one buffer
-            gx = centred * _bcast(-self.inv_std * gx_sum / m)
-            gx += g3
-            gx -= _bcast(g_sum / m)
-            gx *= _bcast(self.scale)
-        else:
-            gx = g3 * _bcast(self.scale)
+        g3, centred, m, xp = self.layout.to3(g), self.centred, self.count, _xp(g)
+        g_sum, gx_sum = _per_block(g3, lambda r: (_channel_sums(g3[r]), _channel_dots(g3[r], centred[r])))
+        gx_sum = gx_sum * self.inv_std   # Σ g x̂
+        gx = xp.empty(g3.shape, dtype=g.dtype)
+        a, c, scale = _bcast(-self.inv_std * gx_sum / m), _bcast(g_sum / m), _bcast(self.scale)
+
+        def combine(r):   # γσ⁻¹ (g − Σg/M − x̂ Σ(g x̂)/M) on a block in cache; eval: γσ⁻¹ g
+            if self.batch_stats:
+                xp.multiply(centred[r], a, out=gx[r])
+                gx[r] += g3[r]
+                gx[r] -= c
+                gx[r] *= scale
+            else:
+                xp.multiply(g3[r], scale, out=gx[r])
+
+        _per_block(g3, combine)
         grads = (self.layout.from3(gx),)
         if len(self.parents) > 1:
             grads += (gx_sum, g_sum)

@@ -16,19 +16,23 @@ document processing"; Chainer's ``im2col``/``col2im``):
   offsets are added s×s at a time, see there).
 
 Memory layout. Activations are produced *channels-last* in memory (N, H, W, C) and
-handed out as the NCHW-shaped transposed view. That is the layout the GEMM writes
-for free, the rows of ``col`` are long contiguous runs (kw·C elements) of it, and
-elementwise ops downstream keep it (NumPy's ``order='K'``), so the next layer's
-im2col and the vjps reshape without copying. Any layout is accepted as input
+handed out as the NCHW-shaped transposed view: conv2d's output (the layout the GEMM
+writes for free), conv_transpose2d's output and conv2d's input gradient (col2im works
+in a padded channels-last buffer per chunk; its interior is copied out once, plus the
+bias). The rows of ``col`` are then long contiguous runs (kw·C elements), BatchNorm
+and elementwise ops downstream keep the layout (NumPy's ``order='K'``), and the next
+layer's im2col and the vjps reshape without copying. Any layout is accepted as input
 (a non-channels-last or sliced input only costs one extra copy); every result is
 correct for arbitrary strides because strides are always read from the array.
 
-Cache blocking. On the CPU the batch is processed in chunks whose ``col`` is about
-``CPU_CHUNK_BYTES`` (one strided copy and one GEMM per chunk), so ``col`` is read by
-the GEMM while still in cache; the backward pass recomputes a chunk's ``col``
-instead of storing the whole matrix (cheaper than reading it back from memory,
-and it saves the memory; a single chunk is kept). About 25% less CPU time for the 32→64-channel layer of
-a conv VAE on 2 shared cores. On CuPy the whole batch is one chunk.
+Parts and chunks (CPU). The batch is split into one part per core, each run on a
+worker thread with a single-threaded BLAS (:mod:`._parallel`: NumPy releases the GIL,
+so copies and GEMMs of the parts run at once; partial dW, db are added in part order).
+Within a part the images go in chunks whose ``col`` is about ``CPU_CHUNK_BYTES`` (one
+strided copy and one GEMM per chunk), so ``col`` is read by the GEMM while still in
+cache; the backward pass recomputes a chunk's ``col`` instead of storing the whole
+matrix (cheaper than reading it back from memory, and it saves the memory; a single
+chunk is kept). On CuPy the whole batch is one part and one chunk.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ import operator
 
 from ..autograd import Function
 from ..backend import get_array_module as _xp
+from . import _parallel
 from ._checks import check_same_dtype
 
 # Below this many contiguous elements per receptive-field row (kw·C), im2col is
@@ -86,9 +91,13 @@ def _im2col(x, kh, kw, stride, padding, oh, ow):
     xp = _xp(x)
     n, c, h, w = x.shape
     (sh, sw), (ph, pw) = stride, padding
-    src = _channels_last(x)
+    # few channels from NCHW memory (data): pad in NCHW, whose image rows are contiguous
+    planar = kw * c < _MIN_ROW_RUN and not _channels_last(x).flags.c_contiguous
+    src = x.transpose(0, 2, 3, 1)   # (N, H, W, C) axes in any memory order
     if ph or pw:
-        padded = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+        shape = (n, c, h + 2 * ph, w + 2 * pw) if planar else (n, h + 2 * ph, w + 2 * pw, c)
+        buf = xp.empty(shape, dtype=x.dtype)
+        padded = buf.transpose(0, 2, 3, 1) if planar else buf   # (N, H', W', C) axes
         padded[:, :ph], padded[:, h + ph:] = 0, 0        # zero only the border strips
         padded[:, :, :pw], padded[:, :, w + pw:] = 0, 0
         padded[:, ph:ph + h, pw:pw + w] = src
@@ -137,17 +146,25 @@ def _col2im_add(out, col, kh, kw, stride, oh, ow):
             grid[:, ti:ti + oh, ri:ri + rn, tj:tj + ow, rj:rj + cn] += block
 
 
-def _crop(out, h, w, padding):
-    """The NCHW-shaped view of the unpadded (h, w) image inside a col2im buffer."""
+def _crop(buf, h, w, padding):
+    """The (n, h, w, C) unpadded image inside a col2im buffer (a view)."""
     ph, pw = padding
-    return out[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2)
+    return buf[:, ph:ph + h, pw:pw + w]
 
 
-def _batch_chunks(xp, n, col_bytes_per_image):
-    """Slices of the batch of about :data:`CPU_CHUNK_BYTES` of im2col each (CPU only)."""
-    count = 1 if xp.__name__ != "numpy" else max(1, min(n, -(-n * col_bytes_per_image // CPU_CHUNK_BYTES)))
-    bounds = [n * k // count for k in range(count + 1)]   # near-equal sizes
+def _batch_chunks(xp, n, col_bytes_per_image, part=None):
+    """Slices of the batch (or of its ``part``) of about :data:`CPU_CHUNK_BYTES` of im2col
+    each on the CPU; the whole part on other backends."""
+    part = slice(0, n) if part is None else part
+    m = part.stop - part.start
+    count = 1 if xp.__name__ != "numpy" else max(1, min(m, -(-m * col_bytes_per_image // CPU_CHUNK_BYTES)))
+    bounds = [part.start + m * k // count for k in range(count + 1)]   # near-equal sizes
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _plan(xp, n, col_bytes_per_image):
+    """The batch as parts (one per CPU worker, :mod:`._parallel`), each a list of chunks."""
+    return [_batch_chunks(xp, n, col_bytes_per_image, part) for part in _parallel.parts(xp, n)]
 
 
 def _rows(chunk, per_image):
@@ -167,17 +184,31 @@ def _rows_matrix(a):
     return _channels_last(a).reshape(n * h * w, c)
 
 
-def _column_sums(m):
-    """Σ over the rows of a (rows, C) matrix as one GEMV (several times faster than sum(0))."""
-    xp = _xp(m)
-    return xp.ones(m.shape[0], dtype=m.dtype) @ m
+def _channel_sums(a):
+    """Σ over (N, H, W) of an NCHW-shaped array: one GEMV when channels-last (several
+    times faster than sum), else NumPy's sum (no transposing copy)."""
+    xp = _xp(a)
+    last = _channels_last(a)
+    if last.flags.c_contiguous:
+        return xp.ones(a.size // a.shape[1], dtype=a.dtype) @ last.reshape(-1, a.shape[1])
+    return a.sum(axis=(0, 2, 3))
+
+
+def _accumulate(total, product):
+    """``total + product`` reusing ``total``'s memory (``product`` when total is None)."""
+    if total is None:
+        return product
+    total += product
+    return total
 
 
 class Conv2d(Function):
     """y = conv(x, W) + b as ``col @ Wᵀ``, W as (O, kh·kw·C) in the column order (i, j, c).
 
     vjp:  dW = Gᵀ col,  dcol = G W  →  dx = col2im(dcol),  db = Σ_{n,a,b} G
-    with G the (N·OH·OW, O) matrix of the output gradient.
+    with G the (N·OH·OW, O) matrix of the output gradient. Each CPU worker runs these
+    on its part of the batch, chunk by chunk (:func:`_plan`); partial dW, db are added
+    in part order.
     """
 
     def forward(self, x, weight, bias=None, stride=1, padding=0):
@@ -193,34 +224,50 @@ class Conv2d(Function):
                              f"the kernel of weight of shape {tuple(weight.shape)}")
         oh, ow = (hp - kh) // stride[0] + 1, (wp - kw) // stride[1] + 1
         wmat = weight.transpose(0, 2, 3, 1).reshape(o, kh * kw * c)   # small copy
-        self.chunks = _batch_chunks(xp, n, oh * ow * kh * kw * c * x.itemsize)
+        plan = _plan(xp, n, oh * ow * kh * kw * c * x.itemsize)
         out = xp.empty((n * oh * ow, o), dtype=x.dtype)
-        for chunk in self.chunks:
-            col = _im2col(x[chunk], kh, kw, stride, padding, oh, ow)
-            xp.matmul(col, wmat.T, out=out[_rows(chunk, oh * ow)])
-        if bias is not None:
-            out += bias
-        self.x, self.wmat = x, wmat
-        self.col = col if len(self.chunks) == 1 else None   # one chunk: keep it (GPU, small layers)
+
+        def work(chunks):
+            for chunk in chunks:
+                col = _im2col(x[chunk], kh, kw, stride, padding, oh, ow)
+                rows = out[_rows(chunk, oh * ow)]
+                xp.matmul(col, wmat.T, out=rows)
+                if bias is not None:
+                    rows += bias   # while the rows are in cache
+            return col
+
+        cols = _parallel.map_parts(work, plan)
+        self.x, self.wmat, self.plan = x, wmat, plan
+        self.col = cols[0] if len(plan) == len(plan[0]) == 1 else None   # one chunk: keep it
         self.geometry = (n, h, w, c, kh, kw, stride, padding, oh, ow)
         return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
 
     def backward(self, g):
         n, h, w, c, kh, kw, stride, padding, oh, ow = self.geometry
-        xp = _xp(g)
-        gmat = _rows_matrix(g)                                        # (N·OH·OW, O)
+        xp, wmat, with_bias = _xp(g), self.wmat, len(self.parents) == 3
         need_gx = self.parents[0].requires_grad   # skip col2im for data inputs
-        gx = _col2im_buffer(xp, n, h, w, c, kh, kw, stride, padding, oh, ow, g.dtype) if need_gx else None
-        gw = xp.zeros(self.wmat.shape, dtype=g.dtype)
-        for chunk in self.chunks:
-            col = self.col if self.col is not None else _im2col(self.x[chunk], kh, kw, stride, padding, oh, ow)
-            g_rows = gmat[_rows(chunk, oh * ow)]
-            gw += g_rows.T @ col
-            if need_gx:
-                _col2im_add(gx[chunk], _columns(g_rows, self.wmat, kw * c), kh, kw, stride, oh, ow)
+        gx = xp.empty((n, h, w, c), dtype=g.dtype) if need_gx else None   # channels-last
+
+        def work(chunks):
+            gw = gb = None
+            for chunk in chunks:
+                col = self.col if self.col is not None else _im2col(self.x[chunk], kh, kw, stride, padding, oh, ow)
+                g_chunk = g[chunk]
+                g_rows = _rows_matrix(g_chunk)                            # (n·OH·OW, O)
+                gw = _accumulate(gw, g_rows.T @ col)
+                gb = _accumulate(gb, _channel_sums(g_chunk)) if with_bias else None
+                if need_gx:
+                    buf = _col2im_buffer(xp, chunk.stop - chunk.start, h, w, c, kh, kw, stride, padding,
+                                         oh, ow, g.dtype)
+                    _col2im_add(buf, _columns(g_rows, wmat, kw * c), kh, kw, stride, oh, ow)
+                    gx[chunk] = _crop(buf, h, w, padding)
+            return gw, gb
+
+        partials = _parallel.map_parts(work, self.plan)
+        gw = _parallel.add_in_order([p[0] for p in partials])
         gw = xp.ascontiguousarray(gw.reshape(-1, kh, kw, c).transpose(0, 3, 1, 2))
-        grads = (_crop(gx, h, w, padding) if need_gx else None, gw)
-        return grads + (_column_sums(gmat),) if len(self.parents) == 3 else grads
+        grads = (gx.transpose(0, 3, 1, 2) if need_gx else None, gw)
+        return grads + (_parallel.add_in_order([p[1] for p in partials]),) if with_bias else grads
 
 
 class ConvTranspose2d(Function):
@@ -228,6 +275,7 @@ class ConvTranspose2d(Function):
 
     X is the (N·H·W, C_in) matrix of x, W the (C_in, kh·kw·C_out) weight.
     vjp:  col = im2col(G)  →  dx = col Wᵀ,  dW = Xᵀ col,  db = Σ G.
+    Parts and chunks of the batch as in :class:`Conv2d`; the output is channels-last.
     """
 
     def forward(self, x, weight, bias=None, stride=1, padding=0, output_padding=0):
@@ -245,36 +293,47 @@ class ConvTranspose2d(Function):
         if oh < 1 or ow < 1:
             raise ValueError(f"{op}: input of shape {tuple(x.shape)} with weight of shape {tuple(weight.shape)}, "
                              f"stride {stride} and padding {padding} gives an empty output ({oh}x{ow})")
-        xmat = _rows_matrix(x)                                        # (N·H·W, C_in)
         wmat = weight.transpose(0, 2, 3, 1).reshape(cin, kh * kw * cout)
-        self.chunks = _batch_chunks(xp, n, h * w * kh * kw * cout * x.itemsize)
-        out = _col2im_buffer(xp, n, oh, ow, cout, kh, kw, stride, padding, h, w, x.dtype)
-        for chunk in self.chunks:
-            col = _columns(xmat[_rows(chunk, h * w)], wmat, kw * cout)
-            _col2im_add(out[chunk], col, kh, kw, stride, h, w)
-        out = _crop(out, oh, ow, padding)
-        if bias is not None:
-            _channels_last(out)[...] += bias
-        self.xmat, self.wmat = xmat, wmat
+        plan = _plan(xp, n, h * w * kh * kw * cout * x.itemsize)
+        out = xp.empty((n, oh, ow, cout), dtype=x.dtype)   # channels-last
+
+        def work(chunks):
+            for chunk in chunks:
+                buf = _col2im_buffer(xp, chunk.stop - chunk.start, oh, ow, cout, kh, kw, stride, padding,
+                                     h, w, x.dtype)
+                _col2im_add(buf, _columns(_rows_matrix(x[chunk]), wmat, kw * cout), kh, kw, stride, h, w)
+                if bias is None:
+                    out[chunk] = _crop(buf, oh, ow, padding)
+                else:
+                    xp.add(_crop(buf, oh, ow, padding), bias, out=out[chunk])
+
+        _parallel.map_parts(work, plan)
+        self.x, self.wmat, self.plan = x, wmat, plan
         self.geometry = (n, h, w, cin, cout, kh, kw, stride, padding)
-        return out
+        return out.transpose(0, 3, 1, 2)
 
     def backward(self, g):
         n, h, w, cin, cout, kh, kw, stride, padding = self.geometry
-        xp = _xp(g)
+        xp, wmat, with_bias = _xp(g), self.wmat, len(self.parents) == 3
         need_gx = self.parents[0].requires_grad
         gx = xp.empty((n * h * w, cin), dtype=g.dtype) if need_gx else None
-        gw = xp.zeros(self.wmat.shape, dtype=g.dtype)
-        for chunk in self.chunks:
-            col = _im2col(g[chunk], kh, kw, stride, padding, h, w)   # (n·H·W, kh·kw·C_out)
-            rows = _rows(chunk, h * w)
-            if need_gx:
-                xp.matmul(col, self.wmat.T, out=gx[rows])
-            gw += self.xmat[rows].T @ col
+
+        def work(chunks):
+            gw = gb = None
+            for chunk in chunks:
+                col = _im2col(g[chunk], kh, kw, stride, padding, h, w)   # (n·H·W, kh·kw·C_out)
+                if need_gx:
+                    xp.matmul(col, wmat.T, out=gx[_rows(chunk, h * w)])
+                gw = _accumulate(gw, _rows_matrix(self.x[chunk]).T @ col)
+                gb = _accumulate(gb, _channel_sums(g[chunk])) if with_bias else None
+            return gw, gb
+
+        partials = _parallel.map_parts(work, self.plan)
+        gw = _parallel.add_in_order([p[0] for p in partials])
         if need_gx:
             gx = gx.reshape(n, h, w, cin).transpose(0, 3, 1, 2)
         grads = (gx, xp.ascontiguousarray(gw.reshape(cin, kh, kw, cout).transpose(0, 3, 1, 2)))
-        return grads + (_column_sums(_rows_matrix(g)),) if len(self.parents) == 3 else grads
+        return grads + (_parallel.add_in_order([p[1] for p in partials]),) if with_bias else grads
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):

@@ -39,6 +39,11 @@ _POOLS = {}
 
 
 def _cpu_workers() -> int:
+    """Threads for a step on NumPy: the core count (at most 4), or ``MINIVAE_CPU_THREADS``,
+    which also sets the batch parts of the convolutions (:mod:`minivae.ops._parallel`)."""
+    env = os.environ.get("MINIVAE_CPU_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     return max(1, min(4, os.cpu_count() or 1))
 
 
