@@ -92,7 +92,7 @@ MUTANTS = [
       "oh = (h - 1) * stride[0] - 2 * padding[0] + kh",
       "transposed conv size (H − 1)s − 2p + k + output_padding", "test_conv.py"),
     M("ops-bn-eps", "ops/batchnorm.py",
-      "inv_std = 1.0 / _xp(x).sqrt(var + eps)", "inv_std = 1.0 / _xp(x).sqrt(var)",
+      "inv_std = 1.0 / xp.sqrt(var + eps)", "inv_std = 1.0 / xp.sqrt(var)",
       "x̂ = (x − μ)/√(σ² + ε)", "test_batchnorm.py"),
     M("ops-bn-unbiased", "ops/batchnorm.py",
       "running_var += (momentum * count / (count - 1)) * var", "running_var += momentum * var",
