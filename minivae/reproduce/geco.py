@@ -103,7 +103,7 @@ def run_pairs(ctx):
     """Every (network, ELBO variant, controller, seed): the ELBO run and its GECO run."""
     if "geco-pairs" in ctx.cache:
         for p in ctx.cache["geco-pairs"]:
-            ctx.runner.commands.extend(p["commands"])
+            ctx.runner.remember(p["commands"], [p["elbo"]["folder"], p["geco"]["folder"]])
         return ctx.cache["geco-pairs"]
     pairs = []
     for kind in ctx.plan["geco"]["nets"]:

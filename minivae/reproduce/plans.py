@@ -64,17 +64,16 @@ PLANS = {
     },
     "quick": {
         "seeds": 1,
-        # quick: the two ends of the fixed-γ range only (full: all five)
-        "sparsity": {"dense": {"net": "dense", "n_train": 20000, "n_test": 2000, "epochs": 6,
-                               "objectives": ["bernoulli", "balanced", "balanced-authors", "gamma-0.01",
-                                              "gamma-0.1"]},
-                     "conv": {"net": "conv", "n_train": 10000, "n_test": 1000, "epochs": 3,
-                              "objectives": ["bernoulli", "balanced"]}},
-        "geco": {"nets": {"dense": {"net": "dense", "n_train": 20000, "n_test": 2000, "max_epochs": 6}},
-                 "elbo": ["gamma-0.06"], "chunk_epochs": 2,  # quick: fixed γ only (full: and learned γ)
+        # dense: 60,000 images × 5 epochs = 2,345 steps, past the collapse (~2,000 steps)
+        "sparsity": {"dense": {"net": "dense", "n_train": 60000, "n_test": 5000, "epochs": 5,
+                               "objectives": ALL_OBJECTIVES},
+                     "conv": {"net": "conv", "n_train": 20000, "n_test": 2000, "epochs": 3,
+                              "objectives": ["bernoulli", "balanced", "gamma-0.03", "gamma-0.1"]}},
+        "geco": {"nets": {"dense": {"net": "dense", "n_train": 60000, "n_test": 5000, "max_epochs": 8}},
+                 "elbo": ["gamma-0.06", "learned-gamma"], "chunk_epochs": 2,
                  "controllers": ["alg1"], "diagnose_n": 2000, "marginal_samples": 500},
         "twostage": {"classifier_n_train": 10000, "classifier_epochs": 1,
-                     "stage2_hidden": "256,256,256", "stage2_epochs": 10, "n_fd": 2000, "k": 10,
+                     "stage2_hidden": "256,256,256", "stage2_epochs": 20, "n_fd": 2000, "k": 10,
                      "n_iwae": 100, "n_refit": 2000, "n_nll": 1000},
         "fixedpoint": {"grid_size": 16, "n_points": 500, "n_beta": 40, "critical_steps": 41,
                        "max_iter": 2000},

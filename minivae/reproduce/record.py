@@ -93,7 +93,7 @@ def _fmt(x):
 
 def table(docs):
     """The markdown claims table from claim.json documents (in the registry's order)."""
-    lines = ["| claim | source | paper | measured (mean, spread over seeds) | verdict | mode, seeds |",
+    lines = ["| claim | source | paper | measured (mean; sd and range over seeds or runs) | verdict | mode, seeds |",
              "| --- | --- | --- | --- | --- | --- |"]
     for d in docs:
         m = d["measured"]

@@ -70,6 +70,7 @@ def run_claim(ctx, claim_id, *, argv="", log=print):
     result.setdefault("figures", [])
     result["figures"] = list(result["figures"]) + _figures(ctx, claim_id, result)
     commands, runs = ctx.runner.take_record()
+    result.setdefault("details", {})["compute_seconds"] = ctx.runner.compute_seconds(commands, runs)
     if ctx.mode == "tiny":
         ctx.note("tiny mode: a plumbing check on tiny data; the numbers mean nothing")
     elif ctx.mode == "quick" and claim.group != "fixedpoint":

@@ -109,6 +109,23 @@ class Runner:
             self._help_cache[module] = proc.stdout
         return flag in self._help_cache[module]
 
+    def remember(self, commands, folders):
+        """Count commands already read in this process as part of the current claim."""
+        self.commands.extend(commands)
+        self.folders.extend(f for f in folders if f not in self.folders)
+
+    def compute_seconds(self, commands, folders):
+        """Seconds the commands took when they ran (from their records), reused or not."""
+        total = 0.0
+        for folder in folders:
+            for name in os.listdir(folder) if os.path.isdir(folder) else []:
+                if name.startswith(".reproduce-") and name.endswith(".json"):
+                    with open(os.path.join(folder, name)) as f:
+                        rec = json.load(f)
+                    if rec.get("command") in commands:
+                        total += rec.get("seconds", 0.0)
+        return total
+
     def take_record(self):
         """The commands and folders since the last call (one claim's), then reset."""
         commands, folders = list(dict.fromkeys(self.commands)), list(self.folders)

@@ -61,11 +61,14 @@ def run_sweep(ctx, kind, objectives=None):
                 ctx.runner.run("minivae.train", args, folder=folder, tag="train", fresh=True)
                 ctx.cache[key] = summarise(folder, obj)
             else:
-                ctx.runner.commands.append(ctx.cache[key]["command"])
+                ctx.runner.remember([ctx.cache[key]["command"]], [ctx.cache[key]["folder"]])
             out.setdefault(obj, []).append(ctx.cache[key])
     if ctx.mode != "full":
+        full = plans.PLANS["full"]
         ctx.note(f"{kind} sweep: {sp['n_train']} training images, {sp['epochs']} epochs, "
-                 f"{len(ctx.seeds)} seed(s) ({ctx.mode} mode; the papers train on all 60,000 images)")
+                 f"{len(ctx.seeds)} seed(s), objectives {', '.join(sp['objectives'])} ({ctx.mode} mode; "
+                 f"--full: {full['sparsity'][kind]['n_train']} images, {full['sparsity'][kind]['epochs']} "
+                 f"epochs, {full['seeds']} seeds, every objective)")
     return out
 
 

@@ -17,7 +17,7 @@ RENORM_FACTOR = 1.05
 
 def run_evaluations(ctx):
     if "twostage" in ctx.cache:
-        ctx.runner.commands.extend(ctx.cache["twostage"]["commands"])
+        ctx.runner.remember(*ctx.cache["twostage"]["record"])
         return ctx.cache["twostage"]["rows"]
     start = len(ctx.runner.commands)
     t = ctx.plan["twostage"]
@@ -42,7 +42,7 @@ def run_evaluations(ctx):
         ctx.note(f"two-stage: stage 2 with hidden {t['stage2_hidden']}, {t['stage2_epochs']} epochs; "
                  f"Fréchet distances on {t['n_fd']} images; classifier on {t['classifier_n_train']} images "
                  f"({ctx.mode} mode)")
-    ctx.cache["twostage"] = {"rows": rows, "commands": ctx.runner.commands[start:]}
+    ctx.cache["twostage"] = {"rows": rows, "record": (ctx.runner.commands[start:], list(ctx.runner.folders))}
     return rows
 
 
