@@ -71,7 +71,7 @@ PLANS = {
                               "objectives": ["bernoulli", "balanced", "gamma-0.03", "gamma-0.1"]}},
         "geco": {"nets": {"dense": {"net": "dense", "n_train": 60000, "n_test": 5000, "max_epochs": 8}},
                  "elbo": ["gamma-0.06", "learned-gamma"], "chunk_epochs": 2,
-                 "controllers": ["alg1"], "diagnose_n": 2000, "marginal_samples": 500},
+                 "controllers": ["alg1", "pid"], "diagnose_n": 2000, "marginal_samples": 500},
         "twostage": {"classifier_n_train": 10000, "classifier_epochs": 1,
                      "stage2_hidden": "256,256,256", "stage2_epochs": 20, "n_fd": 2000, "k": 10,
                      "n_iwae": 100, "n_refit": 2000, "n_nll": 1000},
