@@ -36,7 +36,8 @@ def _timed(step, steps, repeats, sync=lambda: None):
 
 
 def minivae_step_time(data, backend_name, steps, repeats):
-    from minivae import Tensor, backend
+    from _steps import vae_training_step
+    from minivae import backend
     from minivae.optim import Adam
     from minivae.vae import DenseVAE, build_objective
 
@@ -46,17 +47,7 @@ def minivae_step_time(data, backend_name, steps, repeats):
     opt = Adam(model.parameters(), lr=1e-3)
     batches = [backend.to_device(data[i * BATCH:(i + 1) * BATCH]) for i in range(len(data) // BATCH)]
     eps = [backend.rng().standard_normal((BATCH, LATENT)).astype(numpy.float32) for _ in range(8)]
-    counter = [0]
-
-    def step():
-        i = counter[0]
-        counter[0] += 1
-        x = Tensor(batches[i % len(batches)])
-        opt.zero_grad()
-        loss, terms = objective.loss(x, model(x, eps=eps[i % len(eps)]))
-        loss.backward()
-        opt.step()
-        objective.after_step(terms)
+    step = vae_training_step(model, objective, opt, batches, eps)
 
     sync = (lambda: backend.xp().cuda.Stream.null.synchronize()) if backend_name == "cupy" else (lambda: None)
     return _timed(step, steps, repeats, sync)

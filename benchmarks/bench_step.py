@@ -86,7 +86,8 @@ def _time_steps(step, steps, warmup, sync):
 
 def minivae_worker(spec, batch, steps, warmup, backend_name):
     import numpy
-    from minivae import Tensor, backend
+    from _steps import vae_training_step
+    from minivae import backend
     from minivae.optim import Adam
     from minivae.vae import build_model, build_objective
 
@@ -99,17 +100,7 @@ def minivae_worker(spec, batch, steps, warmup, backend_name):
     gen = numpy.random.default_rng(1)
     eps = [backend.to_device(gen.standard_normal((batch, spec["latent_dim"])).astype(numpy.float32))
            for _ in range(4)]
-    state = {"i": 0}
-
-    def step():   # Trainer.train_step, with ε drawn up front
-        i = state["i"]
-        state["i"] += 1
-        x = Tensor(batches[i % len(batches)])
-        opt.zero_grad()
-        loss, terms = objective.loss(x, model(x, eps=eps[i % len(eps)]))
-        loss.backward()
-        opt.step()
-        objective.after_step(terms)
+    step = vae_training_step(model, objective, opt, batches, eps)   # Trainer.train_step, ε drawn up front
 
     if backend_name == "cupy":
         import cupy  # noqa: PLC0415
