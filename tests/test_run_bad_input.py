@@ -2,7 +2,6 @@
 (issue: the run layer). Each case runs the command's ``main`` in-process (fast) and compares
 the folders it could touch byte for byte, before and after."""
 import json
-import os
 import shutil
 
 import numpy as np

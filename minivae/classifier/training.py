@@ -14,7 +14,7 @@ import time
 import numpy
 
 from .. import backend, ops
-from ..autograd import Tensor, no_grad
+from ..autograd import Tensor
 from ..nn.evaluation import batched_map, evaluating
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..data import BatchIterator, load_dataset

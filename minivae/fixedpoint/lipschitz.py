@@ -101,7 +101,6 @@ def projection_matrix(w, lap, sigma):
 def penalised_objective(x, weights, mu, s, sigma):
     """F(μ) of the module docstring for one decoder: x (N, D), posteriors W (N, K),
     μ (K, D), pair weights s (K, K). P·T is its minimiser in μ for fixed W."""
-    xp = backend.get_array_module(mu)
     d2 = ((x[:, None, :] - mu[None]) ** 2).sum(axis=2)
     pair = ((mu[:, None, :] - mu[None]) ** 2).sum(axis=2)
     return (weights * d2).sum() / (2.0 * sigma ** 2 * x.shape[0]) + (s * pair).sum()

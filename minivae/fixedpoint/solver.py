@@ -292,7 +292,7 @@ class _Pool:
         self.start_of = start_of
         self.project, self.eta, self.max_iter, self.tol = project, eta, max_iter, tol
         self.chunk_size, self.block_rows, self.mean = chunk_size, block_rows, mean
-        n, (N, D) = len(betas), x.shape
+        n, D = len(betas), x.shape[1]
         self.x_aug = augment_points(x)
         self.mu = numpy.empty((n, K, D))
         self.n_iter = numpy.zeros(n, dtype=int)

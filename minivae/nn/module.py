@@ -83,7 +83,7 @@ class Module:
             for name in module._buffers:
                 yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
 
-    def state_dict(self) -> "OrderedDict[str, numpy.ndarray]":
+    def state_dict(self) -> "OrderedDict[str, object]":
         """Parameters and buffers by dotted name as NumPy arrays, with PyTorch's names and layouts
         (``encoder.1.weight`` is ``(out, in)``, conv weights ``(out, in, kh, kw)``), so weights move
         to PyTorch in two lines::

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from . import claims, plans, record
+from . import claims, record
 from .runner import CommandFailed
 
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 
-from ..settings import (SettingError, at_least, between, check_value, coerce, non_negative, positive,
-                        setting)
+from ..settings import SettingError, at_least, between, check_value, coerce, non_negative, setting
 from ..vae import PRESETS, objective_class, objective_names
 from ..vae.objective import REGISTRY
 
@@ -145,13 +143,6 @@ class RunConfig:
         return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, "data": clean(self.data),
                 "model": clean(self.model), "objective": {"name": self.objective_name, **clean(self.objective)},
                 "optim": clean(self.optim), "run": clean(self.run), "provenance": dict(self.provenance)}
-
-    def flat(self) -> dict:
-        """Every setting by its flag name (for messages and old readers)."""
-        out = {"objective": self.objective_name}
-        for obj in (self.data, self.model, self.objective, self.optim, self.run):
-            out.update(dataclasses.asdict(obj))
-        return out
 
     def comparable(self) -> dict:
         """The record without what may change on --resume (and without provenance)."""

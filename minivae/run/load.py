@@ -11,7 +11,6 @@ import math
 import os
 from dataclasses import dataclass
 
-from .. import backend
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..fileio import sha256_file
 from ..twostage.model import SecondStageVAE

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..run.cli import CommandParser, command_main, log
-from ..run.config import SECTION_OF, add_config_flags, resolve
+from ..run.config import add_config_flags, resolve
 
 DESCRIPTION = ("Train a VAE (ELBO, β-VAE, learned γ, balanced γ or GECO) and write a run folder with config.json "
                "(the resolved configuration and its provenance), metrics.jsonl, checkpoint.npz, samples.png, "

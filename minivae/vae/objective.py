@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import backend
 from ..autograd import Tensor
 
 REGISTRY: dict = {}          # name -> Objective subclass
