@@ -55,6 +55,7 @@ def minivae_step_time(data, backend_name, steps, repeats):
 
 def torch_step_time(data, device, steps, repeats):
     import torch
+    from _steps import torch_training_step
 
     torch.manual_seed(0)
 
@@ -74,23 +75,7 @@ def torch_step_time(data, device, steps, repeats):
     batches = [torch.from_numpy(data[i * BATCH:(i + 1) * BATCH].reshape(BATCH, D)).to(device)
                for i in range(len(data) // BATCH)]
     eps = [torch.randn(BATCH, LATENT, device=device) for _ in range(8)]
-    state = {"i": 0, "gamma": 1.0}
-
-    def step():
-        i = state["i"]
-        state["i"] += 1
-        x = batches[i % len(batches)]
-        opt.zero_grad()
-        mu, logvar = heads(enc(x)).chunk(2, dim=1)
-        z = mu + torch.exp(0.5 * logvar) * eps[i % len(eps)]
-        x_hat = torch.sigmoid(dec(z))
-        sq = (x - x_hat).square().sum(1)
-        kl = 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(1)
-        loss = (sq / (2 * state["gamma"]) + kl).mean()
-        loss.backward()
-        opt.step()
-        mse = sq.mean().item() / D  # the balanced γ update needs it on the host, as minivae does
-        state["gamma"] = min(state["gamma"], 0.99 * state["gamma"] + 0.01 * mse)
+    step = torch_training_step(torch, enc, heads, dec, opt, batches, eps)
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return _timed(step, steps, repeats, sync)

@@ -152,6 +152,7 @@ def torch_model(torch, spec):
 
 def torch_worker(spec, batch, steps, warmup, device, threads):
     import torch
+    from _steps import torch_training_step
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     enc, heads, dec = (m.to(device) for m in torch_model(torch, spec))
@@ -159,24 +160,7 @@ def torch_worker(spec, batch, steps, warmup, device, threads):
     opt = torch.optim.Adam(params, lr=1e-3)
     batches = [torch.from_numpy(b).to(device) for b in _data(spec, batch)]
     eps = [torch.randn(batch, spec["latent_dim"], device=device) for _ in range(4)]
-    state = {"i": 0, "gamma": 1.0}
-    d = batches[0][0].numel()
-
-    def step():   # the balanced objective: Σ(x − x̂)²/(2γ) + KL, γ ← min(γ, 0.99γ + 0.01·mse)
-        i = state["i"]
-        state["i"] += 1
-        x = batches[i % len(batches)]
-        opt.zero_grad()
-        mu, logvar = heads(enc(x)).chunk(2, dim=1)
-        z = mu + torch.exp(0.5 * logvar) * eps[i % len(eps)]
-        x_hat = torch.sigmoid(dec(z)).reshape(x.shape)
-        sq = (x - x_hat).square().flatten(1).sum(1)
-        kl = 0.5 * (mu.square() + logvar.exp() - logvar - 1).sum(1)
-        loss = (sq / (2 * state["gamma"]) + kl).mean()
-        loss.backward()
-        opt.step()
-        mse = sq.mean().item() / d
-        state["gamma"] = min(state["gamma"], 0.99 * state["gamma"] + 0.01 * mse)
+    step = torch_training_step(torch, enc, heads, dec, opt, batches, eps)
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     before = _rss_mib()
