@@ -8,11 +8,18 @@ into cache-sized chunks). Splitting the *batch* instead -- core k takes images
 whole op, the way PyTorch's CPU convolutions divide their work.
 
 How. A small pool of worker threads (NumPy releases the GIL in copies, ufuncs and
-GEMMs); each worker first asks OpenBLAS to use one thread for the calls *it* makes
-(``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27; other threads keep their
-BLAS threading). The capability is looked up once, by finding the OpenBLAS that
-NumPy loaded (Linux: ``/proc/self/maps``). Without it (another BLAS, another OS),
-or with ``MINIVAE_CPU_THREADS=1``, there is one part and the BLAS threads as usual.
+GEMMs); each worker asks OpenBLAS for a single BLAS thread
+(``openblas_set_num_threads_local``, OpenBLAS >= 0.3.27). In OpenBLAS's pthreads builds
+-- the one NumPy's wheels ship -- that call sets the *process-wide* thread count (the
+"local" part only applies to its OpenMP builds; checked in the disassembly of the
+library NumPy 2.4 loads), so once the workers exist every BLAS call in the process is
+single-threaded. Handing the count back to the caller after each op was measured and
+is worse: OpenBLAS's own threads then spin between calls and steal the cores from the
+workers. So the large GEMMs outside the convolutions (dense layers) are split over
+the workers too (:func:`matmul`); small ones stay whole. The capability is looked up
+once, by finding the OpenBLAS that NumPy loaded (Linux: ``/proc/self/maps``). Without
+it (another BLAS, another OS), or with ``MINIVAE_CPU_THREADS=1``, there is one part
+and the BLAS threads as usual.
 
 Numbers. Each part is a fixed slice of the batch and partial sums (weight gradients)
 are added in part order, so a run is deterministic; P parts and one part differ only
@@ -28,6 +35,11 @@ import threading
 
 _STATE = {}
 _LOCK = threading.Lock()
+
+# Below this many multiply-adds (or rows) a matrix product runs as one call: the hand-off
+# to the workers costs tens of microseconds.
+MIN_PARALLEL_MACS = 1 << 26
+MIN_PARALLEL_ROWS = 64
 
 # Below this much data an op runs as one part: handing work to the threads costs tens
 # of microseconds, as much as a small op itself.
@@ -65,10 +77,39 @@ def cpu_workers() -> int:
     return _STATE["workers"]
 
 
+# glibc mallopt parameters (malloc.h) and the value minivae sets for both.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+KEEP_FREED_BYTES = 256 << 20
+
+
+def _keep_freed_memory() -> bool:
+    """Ask glibc to keep freed blocks below :data:`KEEP_FREED_BYTES` for reuse.
+
+    Why. By default glibc serves blocks above 128 KiB-32 MiB with fresh ``mmap`` pages
+    and gives freed memory back to the kernel; every reuse then page-faults and the
+    kernel zeroes each page again. The batch parts allocate and free a few MiB of
+    temporaries per layer on each worker, so on a cifar-conv step that churn cost
+    ≈ 30 ms (≈ 15,000 page faults per step, measured with ``/usr/bin/time``).
+    Setting both thresholds (setting one alone switches off glibc's adaptive
+    threshold and is worse) keeps that memory in the process; its resident size
+    stays near the step's peak. Left alone when the user set ``MALLOC_*`` or
+    ``GLIBC_TUNABLES``, and off glibc (returns False)."""
+    if any(k.startswith("MALLOC_") or k == "GLIBC_TUNABLES" for k in os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_FREED_BYTES) and mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
+
+
 def _pool():
     if "pool" not in _STATE:
         with _LOCK:
             if "pool" not in _STATE:
+                _STATE["kept_freed_memory"] = _keep_freed_memory()
                 setter = _STATE["setter"]
                 _STATE["pool"] = concurrent.futures.ThreadPoolExecutor(
                     cpu_workers(), thread_name_prefix="minivae-cpu", initializer=lambda: setter(1))
@@ -95,11 +136,42 @@ def parts(xp, n: int, nbytes: int | None = None) -> list:
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
+def chunks(xp, n: int, bytes_per_image: int, target_bytes: int, part: slice | None = None) -> list:
+    """Slices of the batch [0, n) (or of its ``part``) of near-equal size, each touching about
+    ``target_bytes`` (an L2 cache: a chunk's temporaries are read back while still in
+    cache) on the CPU; the whole part on other backends."""
+    part = slice(0, n) if part is None else part
+    m = part.stop - part.start
+    count = 1 if xp.__name__ != "numpy" else max(1, min(m, -(-m * bytes_per_image // target_bytes)))
+    bounds = [part.start + m * k // count for k in range(count + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def plan(xp, n: int, bytes_per_image: int, target_bytes: int) -> list:
+    """The batch as :func:`parts`, each a list of :func:`chunks`."""
+    return [chunks(xp, n, bytes_per_image, target_bytes, part) for part in parts(xp, n)]
+
+
 def map_parts(work, slices: list) -> list:
     """``[work(s) for s in slices]``, the slices on the worker threads when there are several."""
     if len(slices) == 1:
         return [work(slices[0])]
     return list(_pool().map(work, slices))
+
+
+def matmul(xp, a, b):
+    """``a @ b`` for 2-D arrays, its rows split over the workers (one BLAS thread each).
+
+    The workers' single-threaded BLAS applies to the whole process in OpenBLAS's
+    pthreads builds (see :func:`_pool`), so the GEMMs outside the convolutions --
+    dense layers -- are split here the same way instead of being left to one thread."""
+    m, k = a.shape
+    n = b.shape[1]
+    if xp.__name__ != "numpy" or m < MIN_PARALLEL_ROWS or m * n * k < MIN_PARALLEL_MACS or cpu_workers() == 1:
+        return a @ b
+    out = xp.empty((m, n), dtype=xp.result_type(a, b))
+    map_parts(lambda rows: xp.matmul(a[rows], b, out=out[rows]), parts(xp, m))
+    return out
 
 
 def add_in_order(partials):

@@ -36,12 +36,11 @@ chunk is kept). On CuPy the whole batch is one part and one chunk.
 """
 from __future__ import annotations
 
-import operator
-
 from ..autograd import Function
 from ..backend import get_array_module as _xp
 from . import _parallel
-from ._checks import check_same_dtype
+from . import winograd
+from ._checks import check_conv_args, pair_arg
 
 # Below this many contiguous elements per receptive-field row (kw·C), im2col is
 # copied kernel-offset-major (kh, kw, C, N, OH, OW), whose inner runs are image rows.
@@ -49,31 +48,6 @@ _MIN_ROW_RUN = 16
 
 # Target size of one batch chunk's im2col matrix on the CPU (about an L2 cache).
 CPU_CHUNK_BYTES = 2 << 20
-
-
-def pair_arg(op: str, name: str, value, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints (height, width), each >= ``minimum``, as a pair; else ValueError."""
-    try:
-        pair = (operator.index(value),) * 2 if not hasattr(value, "__len__") else \
-            tuple(operator.index(v) for v in value)
-    except TypeError:
-        pair = ()
-    if len(pair) != 2 or min(pair) < minimum:
-        raise ValueError(f"{op}: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
-    return pair
-
-
-def _check_conv_args(op, x, weight, bias, in_axis, out_axis):
-    check_same_dtype(op, *((x, weight) if bias is None else (x, weight, bias)))
-    if x.ndim != 4 or weight.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W) and a 4-D weight, got input of shape "
-                         f"{tuple(x.shape)} and weight of shape {tuple(weight.shape)}")
-    if x.shape[1] != weight.shape[in_axis]:
-        raise ValueError(f"{op}: input of shape {tuple(x.shape)} has {x.shape[1]} channels but weight of "
-                         f"shape {tuple(weight.shape)} expects {weight.shape[in_axis]} input channels")
-    if bias is not None and tuple(bias.shape) != (weight.shape[out_axis],):
-        raise ValueError(f"{op}: bias of shape {tuple(bias.shape)} does not match weight of shape "
-                         f"{tuple(weight.shape)} (expected ({weight.shape[out_axis]},))")
 
 
 def _channels_last(a):
@@ -153,18 +127,13 @@ def _crop(buf, h, w, padding):
 
 
 def _batch_chunks(xp, n, col_bytes_per_image, part=None):
-    """Slices of the batch (or of its ``part``) of about :data:`CPU_CHUNK_BYTES` of im2col
-    each on the CPU; the whole part on other backends."""
-    part = slice(0, n) if part is None else part
-    m = part.stop - part.start
-    count = 1 if xp.__name__ != "numpy" else max(1, min(m, -(-m * col_bytes_per_image // CPU_CHUNK_BYTES)))
-    bounds = [part.start + m * k // count for k in range(count + 1)]   # near-equal sizes
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    """Slices of the batch (or of its ``part``) of about :data:`CPU_CHUNK_BYTES` of im2col each."""
+    return _parallel.chunks(xp, n, col_bytes_per_image, CPU_CHUNK_BYTES, part)
 
 
 def _plan(xp, n, col_bytes_per_image):
     """The batch as parts (one per CPU worker, :mod:`._parallel`), each a list of chunks."""
-    return [_batch_chunks(xp, n, col_bytes_per_image, part) for part in _parallel.parts(xp, n)]
+    return _parallel.plan(xp, n, col_bytes_per_image, CPU_CHUNK_BYTES)
 
 
 def _rows(chunk, per_image):
@@ -182,16 +151,6 @@ def _rows_matrix(a):
     """An NCHW-shaped array as the (N·H·W, C) matrix of its pixels (free if channels-last)."""
     n, c, h, w = a.shape
     return _channels_last(a).reshape(n * h * w, c)
-
-
-def _channel_sums(a):
-    """Σ over (N, H, W) of an NCHW-shaped array: one GEMV when channels-last (several
-    times faster than sum), else NumPy's sum (no transposing copy)."""
-    xp = _xp(a)
-    last = _channels_last(a)
-    if last.flags.c_contiguous:
-        return xp.ones(a.size // a.shape[1], dtype=a.dtype) @ last.reshape(-1, a.shape[1])
-    return a.sum(axis=(0, 2, 3))
 
 
 def _accumulate(total, product):
@@ -213,7 +172,7 @@ class Conv2d(Function):
 
     def forward(self, x, weight, bias=None, stride=1, padding=0):
         op = "conv2d"
-        _check_conv_args(op, x, weight, bias, in_axis=1, out_axis=0)
+        check_conv_args(op, x, weight, bias, in_axis=1, out_axis=0)
         stride, padding = pair_arg(op, "stride", stride, 1), pair_arg(op, "padding", padding, 0)
         xp = _xp(x)
         n, c, h, w = x.shape
@@ -255,7 +214,7 @@ class Conv2d(Function):
                 g_chunk = g[chunk]
                 g_rows = _rows_matrix(g_chunk)                            # (n·OH·OW, O)
                 gw = _accumulate(gw, g_rows.T @ col)
-                gb = _accumulate(gb, _channel_sums(g_chunk)) if with_bias else None
+                gb = _accumulate(gb, winograd.channel_sums(g_chunk)) if with_bias else None
                 if need_gx:
                     buf = _col2im_buffer(xp, chunk.stop - chunk.start, h, w, c, kh, kw, stride, padding,
                                          oh, ow, g.dtype)
@@ -280,7 +239,7 @@ class ConvTranspose2d(Function):
 
     def forward(self, x, weight, bias=None, stride=1, padding=0, output_padding=0):
         op = "conv_transpose2d"
-        _check_conv_args(op, x, weight, bias, in_axis=0, out_axis=1)
+        check_conv_args(op, x, weight, bias, in_axis=0, out_axis=1)
         stride, padding = pair_arg(op, "stride", stride, 1), pair_arg(op, "padding", padding, 0)
         output_padding = pair_arg(op, "output_padding", output_padding, 0)
         if output_padding[0] >= stride[0] or output_padding[1] >= stride[1]:
@@ -325,7 +284,7 @@ class ConvTranspose2d(Function):
                 if need_gx:
                     xp.matmul(col, wmat.T, out=gx[_rows(chunk, h * w)])
                 gw = _accumulate(gw, _rows_matrix(self.x[chunk]).T @ col)
-                gb = _accumulate(gb, _channel_sums(g[chunk])) if with_bias else None
+                gb = _accumulate(gb, winograd.channel_sums(g[chunk])) if with_bias else None
             return gw, gb
 
         partials = _parallel.map_parts(work, self.plan)
@@ -336,13 +295,47 @@ class ConvTranspose2d(Function):
         return grads + (_parallel.add_in_order([p[1] for p in partials]),) if with_bias else grads
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
-    """2-D convolution (cross-correlation) of NCHW ``x`` with weight (out, in, kh, kw)."""
+ALGORITHMS = ("auto", "im2col", "winograd")
+
+
+def _algorithm(op, algorithm, weight, stride, padding, in_size, output_padding=(0, 0)):
+    """Whether to run the Winograd path (:mod:`.winograd`): always for ``"winograd"`` (an
+    error if the geometry is not a 4×4 kernel with stride 2), never for ``"im2col"``,
+    and for ``"auto"`` whenever it applies."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{op}: unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}")
+    if algorithm == "im2col" or len(weight.shape) != 4 or len(in_size) != 2:
+        return False
+    fits = winograd.applies(weight.shape[2:], stride, padding, in_size, output_padding)
+    if algorithm == "auto":   # measured on the CPU only (benchmarks/bench_conv.py --algorithm)
+        return fits and min(weight.shape[:2]) >= winograd.MIN_AUTO_CHANNELS and _xp(weight).__name__ == "numpy"
+    if not fits:
+        raise ValueError(f"{op}: algorithm='winograd' needs a 4x4 kernel, stride 2, no output_padding and an "
+                         f"even padded size; got weight {tuple(weight.shape)}, stride {stride}, padding {padding}")
+    return fits
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, algorithm="auto"):
+    """2-D convolution (cross-correlation) of NCHW ``x`` with weight (out, in, kh, kw).
+
+    ``algorithm``: "im2col" (:class:`Conv2d`), "winograd" (4×4 kernels with stride 2,
+    :class:`.winograd.WinogradConv2d`), or "auto" (Winograd where it applies)."""
     args = (x, weight) if bias is None else (x, weight, bias)
+    stride, padding = pair_arg("conv2d", "stride", stride, 1), pair_arg("conv2d", "padding", padding, 0)
+    if _algorithm("conv2d", algorithm, weight, stride, padding, tuple(x.shape[2:])):
+        return winograd.WinogradConv2d.apply(*args, padding=padding)
     return Conv2d.apply(*args, stride=stride, padding=padding)
 
 
-def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
-    """Transposed 2-D convolution of NCHW ``x`` with weight (in, out, kh, kw)."""
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, algorithm="auto"):
+    """Transposed 2-D convolution of NCHW ``x`` with weight (in, out, kh, kw); ``algorithm``
+    as in :func:`conv2d`."""
+    op = "conv_transpose2d"
     args = (x, weight) if bias is None else (x, weight, bias)
+    stride, padding = pair_arg(op, "stride", stride, 1), pair_arg(op, "padding", padding, 0)
+    output_padding = pair_arg(op, "output_padding", output_padding, 0)
+    out_size = tuple((s - 1) * stride[i] - 2 * padding[i] + weight.shape[2 + i] + output_padding[i]
+                     for i, s in enumerate(x.shape[2:])) if len(weight.shape) == 4 and len(x.shape) == 4 else ()
+    if _algorithm(op, algorithm, weight, stride, padding, out_size, output_padding):
+        return winograd.WinogradConvTranspose2d.apply(*args, padding=padding)
     return ConvTranspose2d.apply(*args, stride=stride, padding=padding, output_padding=output_padding)

@@ -3,6 +3,8 @@ dense layer, ``linear(x, W, b) = x Wᵀ + b`` with PyTorch's ``(out, in)`` weigh
 from __future__ import annotations
 
 from ..autograd import Function, unbroadcast
+from ..backend import get_array_module as _xp
+from . import _parallel
 from ._checks import check_same_dtype
 
 
@@ -35,7 +37,8 @@ class MatMul(Function):
 class Linear(Function):
     """y = x Wᵀ + b for x of shape (N, in), W of shape (out, in): one GEMM each way.
 
-    vjp: dx = G W,  dW = Gᵀ x,  db = Σ_n G.
+    vjp: dx = G W,  dW = Gᵀ x,  db = Σ_n G. On the CPU each product's rows are split over
+    the workers of :mod:`._parallel`.
     """
 
     def forward(self, x, weight, bias=None):
@@ -44,15 +47,16 @@ class Linear(Function):
             raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape "
                              f"{weight.shape} (expected input (batch, {weight.shape[1]}))")
         self.x, self.weight = x, weight
-        out = x @ weight.T
+        out = _parallel.matmul(_xp(x), x, weight.T)
         if bias is not None:
             out += bias
         return out
 
     def backward(self, g):
         # the data batch needs no gradient: skip its GEMM (a sixth of a dense VAE's work)
-        gx = g @ self.weight if self.parents[0].requires_grad else None
-        gw = g.T @ self.x if self.parents[1].requires_grad else None
+        xp = _xp(g)
+        gx = _parallel.matmul(xp, g, self.weight) if self.parents[0].requires_grad else None
+        gw = _parallel.matmul(xp, g.T, self.x) if self.parents[1].requires_grad else None
         if len(self.parents) == 3:
             return gx, gw, g.sum(axis=0)
         return gx, gw
