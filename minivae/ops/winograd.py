@@ -1,4 +1,4 @@
-"""Winograd F(2×2, 2×2) for 4×4 convolutions with stride 2 (every layer of the conv presets).
+"""Winograd F(m×m, 2×2) for 4×4 convolutions with stride 2 (the big layers of the conv presets).
 
 Space to depth. With x̃ the zero-padded input, a 4×4 stride-2 convolution is a 2×2
 stride-1 convolution of the space-to-depth image u with 4C channels:
@@ -6,37 +6,45 @@ stride-1 convolution of the space-to-depth image u with 4C channels:
     u[n, p, q, (r, r', c)] = x̃[n, c, 2p + r, 2q + r'],   V[t, t', (r, r', c), o] = W[o, c, 2t + r, 2t' + r']
     y[n, o, a, b] = Σ_{t, t' ∈ {0, 1}} Σ_k u[n, a + t, b + t', k] · V[t, t', k, o]
 
-Winograd's minimal filtering F(2, 2) (Lavin & Gray 2016, "Fast algorithms for
-convolutional neural networks", §4 and eq. 8) computes each 2×2 output tile of that
-convolution from a 3×3 tile of u with 9 products instead of 16:
+Winograd's minimal filtering F(m, 2) (Lavin & Gray 2016, "Fast algorithms for
+convolutional neural networks", §4, eq. 8) computes each m×m output tile of that
+2×2 convolution from an (m+1)×(m+1) tile d of u with (m+1)² products instead of 4m²:
 
-    Y = Aᵀ [ (G V Gᵀ) ⊙ (Bᵀ d B) ] A,
-    Bᵀ = [[1, −1, 0], [0, 1, 0], [0, −1, 1]],   G = [[1, 0], [1, 1], [0, 1]],   Aᵀ = [[1, 1, 0], [0, 1, 1]].
+    Y = Aᵀ [ (G V Gᵀ) ⊙ (Bᵀ d B) ] A
 
-Summed over channels, each of the 9 elementwise products is a GEMM,
-(tiles, 4C) @ (4C, O): 9·4C·O multiply-adds per tile against im2col's 4·16C·O,
-0.5625× the GEMM work; the transforms are additions (coefficients ±1, so the
-rounding is that of a few float additions). Odd output sizes get one tile row or
-column of zero input, cropped afterwards.
+with Aᵀ (m × (m+1)), G ((m+1) × 2), Bᵀ ((m+1) × (m+1)) from the Toom-Cook construction
+at the points of :data:`POINTS` (:func:`toom_cook`). Summed over channels each of the
+(m+1)² products is a GEMM, (tiles, 4C) @ (4C, O): the GEMM work is (m+1)²/(4m²) of
+im2col's -- 0.5625 for m = 2, 0.39 for m = 4 (the default, :data:`TILE`). F(2, 2)
+has the coefficients ±1 of Bᵀ = [[1, −1, 0], [0, 1, 0], [0, −1, 1]]; F(4, 2) at
+0, 1, −1, 2 and ∞ has integers up to 8 in Aᵀ and fractions down to 1/6 in G, which
+costs about one decimal digit in float32 (measured in tests/test_winograd.py).
 
-Every stage is linear, and the vjp runs each stage's adjoint in reverse order:
+Each 2-D transform is one GEMM with a Kronecker product, vec(Bᵀ d B) = (Bᵀ ⊗ Bᵀ) vec(d),
+applied to every tile at once (the tiles gathered by one strided copy). Every stage
+is linear and the vjp runs each stage's adjoint in reverse order:
 
-    forward  x → u → D = Bᵀ u B → M = D · Gw → y = Aᵀ M A          (Gw = G V Gᵀ)
-    vjp      dM = A dy Aᵀ,  dGw = Dᵀ dM,  dD = dM Gwᵀ,  du = B dD Bᵀ,  dV = Gᵀ dGw G
+    forward  x → u → D = Bᵀ d B → M = D · Gw → y = Aᵀ M A          (Gw = G V Gᵀ)
+    vjp      dM = A dy Aᵀ,  dGw = Dᵀ dM,  dD = dM Gwᵀ,  du = B dD Bᵀ (overlapping tiles
+             added),  dV = Gᵀ dGw G
 
 so the gradients are exactly those of the function computed (adjoint tests check
 it), and a transposed convolution -- the adjoint of a convolution in its input -- is
-the vjp chain run forward: x → A x Aᵀ → · Gwᵀ → B · Bᵀ → depth to space.
-
-The one-dimensional transforms along an axis are the helpers below; ``_spread`` is
-both G and the adjoint of Aᵀ, ``_fold`` both Aᵀ and the adjoint of G.
+the vjp chain run forward: x → A x Aᵀ → · Gwᵀ → B · Bᵀ → depth to space. Sizes that
+are not multiples of m get a last tile of zero input, cropped afterwards.
 """
 from __future__ import annotations
+
+from fractions import Fraction
 
 from ..autograd import Function
 from ..backend import get_array_module as _xp
 from . import _parallel
 from ._checks import check_conv_args
+
+# Output tile side m, and the finite interpolation points of F(m, 2) (∞ is the last).
+TILE = 4
+POINTS = {2: (0, 1), 4: (0, 1, -1, 2)}
 
 
 def applies(kernel, stride, padding, in_size, output_padding=(0, 0)) -> bool:
@@ -47,144 +55,175 @@ def applies(kernel, stride, padding, in_size, output_padding=(0, 0)) -> bool:
             and all((s + 2 * p) % 2 == 0 for s, p in zip(in_size, padding)))
 
 
-def tiles(out_size) -> tuple[int, int]:
-    """Number of 2×2 output tiles along height and width (odd sizes rounded up)."""
-    return tuple(-(-s // 2) for s in out_size)
+def tiles(out_size, m=None) -> tuple[int, int]:
+    """Number of m×m output tiles along height and width (rounded up)."""
+    m = m or TILE
+    return tuple(-(-s // m) for s in out_size)
 
 
-def _along(axis, index):
-    return (slice(None),) * axis + (index,)
+def toom_cook(m, points):
+    """Exact (Fraction) matrices (Aᵀ, G, Bᵀ) of F(m, 2) for the correlation
+    y_i = Σ_k d_{i+k} g_k, from evaluation at ``points`` and ∞ (Lavin & Gray 2016, §4;
+    Toom-Cook): with V_k the (m+1) × k matrix of rows (1, a, …, a^{k−1}) and ∞'s row
+    (0, …, 0, 1),  Aᵀ = V_mᵀ,  G = V_2,  Bᵀ = V_{m+1}⁻ᵀ, whose rows are then scaled to
+    integers and G's rows by the inverse (the product is unchanged)."""
+    n = m + 1
+    nodes = [Fraction(a) for a in points] + [None]
+    if len(nodes) != n:
+        raise ValueError(f"F({m}, 2) needs {m} finite points, got {points}")
+
+    def vander(k):
+        return [[Fraction(int(j == k - 1)) for j in range(k)] if a is None else [a ** j for j in range(k)]
+                for a in nodes]
+    vn = vander(n)
+    inverse = [row[:] + [Fraction(int(i == j)) for j in range(n)] for i, row in enumerate(vn)]
+    for col in range(n):   # Gauss-Jordan on [V | I]
+        pivot = next(i for i in range(col, n) if inverse[i][col] != 0)
+        inverse[col], inverse[pivot] = inverse[pivot], inverse[col]
+        inverse[col] = [v / inverse[col][col] for v in inverse[col]]
+        for i in range(n):
+            if i != col and inverse[i][col] != 0:
+                inverse[i] = [v - inverse[i][col] * w for v, w in zip(inverse[i], inverse[col])]
+    bt = [[inverse[j][n + i] for j in range(n)] for i in range(n)]
+    g = vander(2)
+    for i, row in enumerate(bt):
+        scale = 1
+        for v in row:
+            scale = scale * v.denominator // _gcd(scale, v.denominator)
+        bt[i] = [v * scale for v in row]
+        g[i] = [v / scale for v in g[i]]
+    at = [[row[i] for row in vander(m)] for i in range(m)]
+    return at, g, bt
 
 
-def _difference(u, out, axis):
-    """Bᵀ along ``axis`` (length 2T+1 → 3 × T, written into out[0..2]):
-    d0 = u[2α] − u[2α+1],  d1 = u[2α+1],  d2 = u[2α+2] − u[2α+1]."""
-    xp = _xp(u)
-    t = out[0].shape[axis]
-    odd = u[_along(axis, slice(1, 2 * t, 2))]
-    xp.subtract(u[_along(axis, slice(0, 2 * t, 2))], odd, out=out[0])
-    out[1][...] = odd
-    xp.subtract(u[_along(axis, slice(2, 2 * t + 1, 2))], odd, out=out[2])
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
 
 
-def _difference_adjoint(d, out, axis):
-    """B along ``axis``, the adjoint of :func:`_difference` (3 × T → 2T+1, written into out):
-    out[2α] = d0[α] + d2[α−1],  out[2α+1] = d1[α] − d0[α] − d2[α]."""
-    xp = _xp(out)
-    t = d[0].shape[axis]
-    even, odd = out[_along(axis, slice(0, None, 2))], out[_along(axis, slice(1, None, 2))]
-    xp.subtract(d[1], d[0], out=odd)
-    odd -= d[2]
-    even[_along(axis, slice(0, t))] = d[0]
-    even[_along(axis, t)] = 0
-    even[_along(axis, slice(1, None))] += d[2]
+_KRON = {}
 
 
-def _spread(y, out, axis):
-    """G along ``axis`` (length 2T → 3 × T, into out[0..2]): m0 = y[2α], m1 = y[2α] + y[2α+1],
-    m2 = y[2α+1]. On weights (T = 1) this is G V; on output gradients, the adjoint of Aᵀ."""
-    xp = _xp(y)
-    first, second = y[_along(axis, slice(0, None, 2))], y[_along(axis, slice(1, None, 2))]
-    out[0][...] = first
-    xp.add(first, second, out=out[1])
-    out[2][...] = second
+def kron_matrices(xp, dtype, m=None):
+    """(Bᵀ ⊗ Bᵀ, G ⊗ G, Aᵀ ⊗ Aᵀ) of F(m, 2) as ``xp`` arrays: ((m+1)² × (m+1)²,
+    (m+1)² × 4, m² × (m+1)²); rows and columns ordered (row index, column index)."""
+    m = m or TILE
+    key = (xp.__name__, str(dtype), m)
+    if key not in _KRON:
+        at, g, bt = (xp.asarray([[float(v) for v in row] for row in mat], dtype=dtype)
+                     for mat in toom_cook(m, POINTS[m]))
+        kron = [(a[:, None, :, None] * a[None, :, None, :]).reshape(a.shape[0] ** 2, a.shape[1] ** 2)
+                for a in (bt, g, at)]
+        _KRON[key] = tuple(kron)
+    return _KRON[key]
 
 
-def _fold(m, out, axis):
-    """Aᵀ along ``axis`` (3 × T → 2T, into out): y[2α] = m0 + m1, y[2α+1] = m1 + m2.
-    On the products this is the output transform; on weight gradients, the adjoint of G."""
-    xp = _xp(out)
-    xp.add(m[0], m[1], out=out[_along(axis, slice(0, None, 2))])
-    xp.add(m[1], m[2], out=out[_along(axis, slice(1, None, 2))])
+def weight_transform(weight, m=None):
+    """Gw = G V Gᵀ, shape ((m+1)², 4C, O), from a conv2d weight (O, C, 4, 4) (or a
+    transposed convolution's (C_in, C_out, 4, 4), read as the conv2d it is the adjoint of).
 
-
-def weight_transform(weight):
-    """Gw = G V Gᵀ as (9, 4C, O) from a conv2d weight (O, C, 4, 4) (or a transposed
-    convolution's (C_in, C_out, 4, 4), read as the conv2d it is the adjoint of)."""
+    (G ⊗ G) times V laid out (t, t', o, (r, r', c)) -- a copy that keeps W's memory order
+    mostly intact -- returned as the (4C, O) transposed view of that ((m+1)², O, 4C)
+    array (BLAS reads either orientation)."""
     xp = _xp(weight)
     o, c = weight.shape[:2]
-    v = weight.reshape(o, c, 2, 2, 2, 2).transpose(2, 4, 3, 5, 1, 0).reshape(2, 2, 4 * c, o)   # (t, t', k, o)
-    g = xp.stack([v[0], v[0] + v[1], v[1]])                                  # G along t
-    g = xp.stack([g[:, 0], g[:, 0] + g[:, 1], g[:, 1]], axis=1)              # and along t'
-    return g.reshape(9, 4 * c, o)
+    v = xp.ascontiguousarray(weight.reshape(o, c, 2, 2, 2, 2).transpose(2, 4, 0, 3, 5, 1))   # (t, t', o, r, r', c)
+    kg = kron_matrices(xp, weight.dtype, m)[1]
+    return (kg @ v.reshape(4, o * 4 * c)).reshape(-1, o, 4 * c).transpose(0, 2, 1)
 
 
-def weight_transform_adjoint(dgw, c):
-    """dW (O, C, 4, 4) from dGw (9, 4C, O): dV = Gᵀ dGw G, then V's layout back to W's."""
+def weight_transform_adjoint(dgw, c, m=None):
+    """dW (O, C, 4, 4) from dGw ((m+1)², 4C, O): dV = Gᵀ dGw G = (G ⊗ G)ᵀ dGw, then V's
+    layout back to W's (no copy of dGw when it is the transposed view of a ((m+1)², O, 4C) array)."""
     xp = _xp(dgw)
     o = dgw.shape[2]
-    dg = dgw.reshape(3, 3, 4 * c, o)
-    h = xp.stack([dg[:, 0] + dg[:, 1], dg[:, 1] + dg[:, 2]], axis=1)        # Gᵀ along t'
-    dv = xp.stack([h[0] + h[1], h[1] + h[2]])                                # and along t
-    return xp.ascontiguousarray(dv.reshape(2, 2, 2, 2, c, o).transpose(5, 4, 0, 2, 1, 3)).reshape(o, c, 4, 4)
+    kg = kron_matrices(xp, dgw.dtype, m)[1]
+    dv = kg.T @ dgw.transpose(0, 2, 1).reshape(kg.shape[0], o * 4 * c)
+    return xp.ascontiguousarray(dv.reshape(2, 2, o, 2, 2, c).transpose(2, 5, 0, 3, 1, 4)).reshape(o, c, 4, 4)
 
 
-def space_to_depth(x_last, padding, tiles_hw):
-    """u of a channels-last image (n, H, W, C) as the (n, 2Ta+1, 2, 2Tb+1, 2, C) view of one
-    zero-padded copy: u[n, p, r, q, r', c] = x̃[n, 2p + r, 2q + r', c]."""
+def space_to_depth(x_last, padding, tiles_hw, m=None):
+    """u of a channels-last image (n, H, W, C) as the (n, m·Ta+1, 2, m·Tb+1, 2, C) view of
+    one zero-padded copy: u[n, p, r, q, r', c] = x̃[n, 2p + r, 2q + r', c]."""
     xp = _xp(x_last)
+    m = m or TILE
     n, h, w, c = x_last.shape
     (ph, pw), (ta, tb) = padding, tiles_hw
-    buf = xp.empty((n, 4 * ta + 2, 4 * tb + 2, c), dtype=x_last.dtype)
+    buf = xp.empty((n, 2 * m * ta + 2, 2 * m * tb + 2, c), dtype=x_last.dtype)
     buf[:, :ph], buf[:, ph + h:] = 0, 0     # zero only the border strips
     buf[:, :, :pw], buf[:, :, pw + w:] = 0, 0
     buf[:, ph:ph + h, pw:pw + w] = x_last
-    return buf.reshape(n, 2 * ta + 1, 2, 2 * tb + 1, 2, c)
+    return buf.reshape(n, m * ta + 1, 2, m * tb + 1, 2, c)
 
 
-def input_transform(u):
-    """D = Bᵀ d B for every 3×3 tile of u: (9, n·Ta·Tb, 4C), rows (n, α, β), columns (r, r', c)."""
+def _tile_counts(u_shape, m):
+    return (u_shape[1] - 1) // m, (u_shape[3] - 1) // m
+
+
+def input_transform(u, m=None):
+    """D = Bᵀ d B for every (m+1)×(m+1) tile d of u: ((m+1)², n·Ta·Tb, 4C), rows (n, α, β),
+    columns (r, r', c). The tiles (overlapping by one row and column) are gathered
+    by one strided copy, then transformed by one GEMM with Bᵀ ⊗ Bᵀ."""
     xp = _xp(u)
-    n, p, _, q, _, c = u.shape
-    ta, tb = (p - 1) // 2, (q - 1) // 2
-    rows = xp.empty((3, n, ta, 2, q, 2, c), dtype=u.dtype)
-    _difference(u, rows, axis=1)
-    d = xp.empty((3, 3, n, ta, tb, 2, 2, c), dtype=u.dtype)
-    for xi in range(3):
-        _difference(rows[xi], d[xi].transpose(0, 1, 2, 4, 3, 5, 6), axis=3)
-    return d.reshape(9, n * ta * tb, 4 * c)
+    m = m or TILE
+    n, c = u.shape[0], u.shape[5]
+    ta, tb = _tile_counts(u.shape, m)
+    s_n, s_p, s_r, s_q, s_s, s_c = u.strides
+    window = xp.lib.stride_tricks.as_strided(
+        u, (m + 1, m + 1, n, ta, tb, 2, 2, c), (s_p, s_q, s_n, m * s_p, m * s_q, s_r, s_s, s_c))
+    kb = kron_matrices(xp, u.dtype, m)[0]
+    return (kb @ xp.ascontiguousarray(window).reshape((m + 1) ** 2, -1)).reshape((m + 1) ** 2, n * ta * tb, 4 * c)
 
 
-def input_transform_adjoint(dd, u_shape, dtype):
-    """du = B dD Bᵀ: the (n, 2Ta+1, 2, 2Tb+1, 2, C) gradient of u (a fresh array) from dD (9, n·Ta·Tb, 4C)."""
+def input_transform_adjoint(dd, u_shape, dtype, m=None):
+    """du = B dD Bᵀ: the (n, m·Ta+1, 2, m·Tb+1, 2, C) gradient of u (a fresh array) from dD,
+    the tiles' gradients added where tiles overlap."""
     xp = _xp(dd)
-    n, p, _, q, _, c = u_shape
-    ta, tb = (p - 1) // 2, (q - 1) // 2
-    dd = dd.reshape(3, 3, n, ta, tb, 2, 2, c)
-    rows = xp.empty((3, n, ta, 2, q, 2, c), dtype=dtype)
-    for xi in range(3):
-        _difference_adjoint(dd[xi].transpose(0, 1, 2, 4, 3, 5, 6), rows[xi], axis=3)
+    m = m or TILE
+    n, c = u_shape[0], u_shape[5]
+    ta, tb = _tile_counts(u_shape, m)
+    kb = kron_matrices(xp, dtype, m)[0]
+    tile_grads = (kb.T @ dd.reshape((m + 1) ** 2, -1)).reshape(m + 1, m + 1, n, ta, tb, 2, 2, c)
     du = xp.empty(u_shape, dtype=dtype)
-    _difference_adjoint(rows, du, axis=1)
+    du[:, m * ta], du[:, :, :, m * tb] = 0, 0   # the last row and column only get overlaps
+    for i in range(m + 1):
+        for j in range(m + 1):
+            region = du[:, i:i + m * ta:m, :, j:j + m * tb:m]
+            block = tile_grads[i, j].transpose(0, 1, 3, 2, 4, 5)   # (n, α, r, β, r', c)
+            if i < m and j < m:   # offsets below m cover every other position once, and
+                region[...] = block   # come first in this order: assign, then add the overlaps
+            else:
+                region += block
     return du
 
 
-def output_transform(m, n, tiles_hw, bias=None):
-    """y = Aᵀ M A (+ bias): the channels-last (n, 2Ta, 2Tb, O) image from the products M (9, n·Ta·Tb, O)."""
-    xp = _xp(m)
-    (ta, tb), o = tiles_hw, m.shape[-1]
-    m = m.reshape(3, 3, n, ta, tb, o)
-    cols = xp.empty((3, n, ta, 2 * tb, o), dtype=m.dtype)
-    for xi in range(3):
-        _fold(m[xi], cols[xi], axis=2)
-    if bias is not None:
-        cols[1] += bias   # rows 2α and 2α+1 both take cols[1] once: the bias lands once per pixel
-    y = xp.empty((n, 2 * ta, 2 * tb, o), dtype=m.dtype)
-    _fold(cols, y, axis=1)
-    return y
+def output_transform(mm, n, tiles_hw, bias=None, m=None):
+    """y = Aᵀ M A (+ bias): the channels-last (n, m·Ta, m·Tb, O) image from the products
+    M ((m+1)², n·Ta·Tb, O): one GEMM with Aᵀ ⊗ Aᵀ, one copy into image order."""
+    xp = _xp(mm)
+    m = m or TILE
+    (ta, tb), o = tiles_hw, mm.shape[-1]
+    ka = kron_matrices(xp, mm.dtype, m)[2]
+    tile_values = (ka @ mm.reshape((m + 1) ** 2, -1)).reshape(m, m, n, ta, tb, o).transpose(2, 3, 0, 4, 1, 5)
+    y = xp.empty((n, ta, m, tb, m, o), dtype=mm.dtype)
+    if bias is None:
+        y[...] = tile_values
+    else:
+        xp.add(tile_values, bias, out=y)
+    return y.reshape(n, m * ta, m * tb, o)
 
 
-def output_transform_adjoint(dy, tiles_hw):
-    """dM = A dY Aᵀ (9, n·Ta·Tb, O) from a channels-last (n, 2Ta, 2Tb, O) image gradient (any strides)."""
+def output_transform_adjoint(dy, tiles_hw, m=None):
+    """dM = A dY Aᵀ ((m+1)², n·Ta·Tb, O) from a channels-last (n, m·Ta, m·Tb, O) image
+    gradient (any strides)."""
     xp = _xp(dy)
+    m = m or TILE
     n, o = dy.shape[0], dy.shape[-1]
     ta, tb = tiles_hw
-    rows = xp.empty((3, n, ta, 2 * tb, o), dtype=dy.dtype)
-    _spread(dy, rows, axis=1)
-    dm = xp.empty((3, 3, n, ta, tb, o), dtype=dy.dtype)
-    for xi in range(3):
-        _spread(rows[xi], dm[xi], axis=2)
-    return dm.reshape(9, n * ta * tb, o)
+    ka = kron_matrices(xp, dy.dtype, m)[2]
+    tile_grads = xp.ascontiguousarray(dy.reshape(n, ta, m, tb, m, o).transpose(2, 4, 0, 1, 3, 5))
+    return (ka.T @ tile_grads.reshape(m * m, -1)).reshape((m + 1) ** 2, n * ta * tb, o)
 
 
 def _accumulate(total, product):
@@ -206,14 +245,14 @@ def channel_sums(a):
 
 
 def _tiled(a_last, tiles_hw):
-    """A channels-last (n, h, w, C) image as (n, 2Ta, 2Tb, C): itself when the sizes are
-    even, else a zero-padded copy (the extra tile row/column of an odd size)."""
+    """A channels-last (n, h, w, C) image as (n, m·Ta, m·Tb, C): itself when the sizes are
+    multiples of the tile, else a zero-padded copy (the last tiles' missing rows/columns)."""
     xp = _xp(a_last)
     n, h, w, c = a_last.shape
     ta, tb = tiles_hw
-    if (h, w) == (2 * ta, 2 * tb):
+    if (h, w) == (TILE * ta, TILE * tb):
         return a_last
-    out = xp.zeros((n, 2 * ta, 2 * tb, c), dtype=a_last.dtype)
+    out = xp.zeros((n, TILE * ta, TILE * tb, c), dtype=a_last.dtype)
     out[:, :h, :w] = a_last
     return out
 
@@ -228,7 +267,7 @@ def _unpadded(du, size, padding):
 # "auto" picks Winograd only when both channel counts reach this: with fewer, a layer is
 # bound by memory traffic, not GEMMs, and the transforms cost more than they save
 # (benchmarks/bench_conv.py --algorithm).
-MIN_AUTO_CHANNELS = 64
+MIN_AUTO_CHANNELS = 32
 
 # Target size of one batch chunk's transformed tiles on the CPU (about an L2 cache).
 CPU_CHUNK_BYTES = 8 << 20
@@ -241,12 +280,12 @@ def _plan(xp, n, tiles_hw, channels, outputs, itemsize):
     """Parts of the batch (one per CPU worker), each in chunks whose D and M together are
     about :data:`CPU_CHUNK_BYTES` (the transforms then read what the GEMM just wrote
     from cache)."""
-    per_image = 9 * tiles_hw[0] * tiles_hw[1] * (4 * channels + outputs) * itemsize
+    per_image = (TILE + 1) ** 2 * tiles_hw[0] * tiles_hw[1] * (4 * channels + outputs) * itemsize
     return _parallel.plan(xp, n, per_image, CPU_CHUNK_BYTES)
 
 
 class WinogradConv2d(Function):
-    """conv2d with a 4×4 kernel and stride 2 by F(2×2, 2×2) on the space-to-depth image
+    """conv2d with a 4×4 kernel and stride 2 by F(m×m, 2×2) on the space-to-depth image
     (module docstring). Per batch part (:mod:`._parallel`):
 
     forward:  D = Bᵀ u B,  M = D Gw,  y = Aᵀ M A + b
@@ -283,6 +322,7 @@ class WinogradConv2d(Function):
     def backward(self, g):
         n, h, w, c, padding, out_size, tiles_hw = self.geometry
         xp, gw, with_bias = _xp(g), self.gw, len(self.parents) == 3
+        u_tail = (TILE * tiles_hw[0] + 1, 2, TILE * tiles_hw[1] + 1, 2, c)
         need_gx = self.parents[0].requires_grad
         gx = xp.empty((n, h, w, c), dtype=g.dtype) if need_gx else None   # channels-last
         g_last = g.transpose(0, 2, 3, 1)
@@ -290,12 +330,13 @@ class WinogradConv2d(Function):
         def work(k):
             dgw = gb = None
             for chunk, d in zip(self.plan[k], self.saved[k]):
-                u = space_to_depth(self.x_last[chunk], padding, tiles_hw) if d is None or need_gx else None
-                d = input_transform(u) if d is None else d
+                if d is None:
+                    d = input_transform(space_to_depth(self.x_last[chunk], padding, tiles_hw))
                 dm = output_transform_adjoint(_tiled(g_last[chunk], tiles_hw), tiles_hw)
-                dgw = _accumulate(dgw, xp.matmul(d.transpose(0, 2, 1), dm))
+                dgw = _accumulate(dgw, xp.matmul(dm.transpose(0, 2, 1), d).transpose(0, 2, 1))   # (4C, O) view
                 if need_gx:
-                    du = input_transform_adjoint(xp.matmul(dm, gw.transpose(0, 2, 1)), u.shape, g.dtype)
+                    du = input_transform_adjoint(xp.matmul(dm, gw.transpose(0, 2, 1)),
+                                                 (chunk.stop - chunk.start,) + u_tail, g.dtype)
                     gx[chunk] = _unpadded(du, (h, w), padding)
                 gb = _accumulate(gb, channel_sums(g[chunk])) if with_bias else None
             return dgw, gb
@@ -322,10 +363,10 @@ class WinogradConvTranspose2d(Function):
         cout = weight.shape[1]
         out_size = (2 * h + 2 - 2 * padding[0], 2 * w + 2 - 2 * padding[1])
         tiles_hw = tiles((h, w))
-        gw = weight_transform(weight)                      # (9, 4·C_out, C_in)
+        gw = weight_transform(weight)                      # ((m+1)², 4·C_out, C_in)
         out = xp.empty((n,) + out_size + (cout,), dtype=x.dtype)   # channels-last
         x_last = x.transpose(0, 2, 3, 1)
-        u_tail = (2 * tiles_hw[0] + 1, 2, 2 * tiles_hw[1] + 1, 2, cout)
+        u_tail = (TILE * tiles_hw[0] + 1, 2, TILE * tiles_hw[1] + 1, 2, cout)
 
         def work(chunks):
             kept = []
@@ -363,7 +404,7 @@ class WinogradConvTranspose2d(Function):
                 if need_gx:
                     y = output_transform(xp.matmul(d, gw), chunk.stop - chunk.start, tiles_hw)
                     gx[chunk] = y[:, :h, :w]
-                dgw = _accumulate(dgw, xp.matmul(d.transpose(0, 2, 1), dm))
+                dgw = _accumulate(dgw, xp.matmul(dm.transpose(0, 2, 1), d).transpose(0, 2, 1))   # (4C, O) view
                 gb = _accumulate(gb, channel_sums(g[chunk])) if with_bias else None
             return dgw, gb
 
