@@ -327,6 +327,13 @@ def test_auto_picks_winograd_for_wide_layers():
     assert _fn_class(conv_transpose2d, 64, 32, True) is conv_ops.ConvTranspose2d
 
 
+def test_auto_never_picks_winograd_on_cupy(cupy_backend):
+    """"auto" is Winograd on NumPy only (measured there); CuPy keeps im2col."""
+    backend.use(cupy_backend, dtype="float64", seed=0)
+    assert _fn_class(conv2d, 64, 128) is conv_ops.Conv2d
+    assert _fn_class(conv_transpose2d, 128, 64, True) is conv_ops.ConvTranspose2d
+
+
 def test_layers_go_through_winograd_and_gradcheck():
     backend.use("numpy", dtype="float64", seed=0)
     conv, tconv = Conv2d(64, 64, 4, stride=2, padding=1), ConvTranspose2d(64, 64, 4, stride=2, padding=1)
