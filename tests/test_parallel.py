@@ -1,7 +1,10 @@
 """The CPU batch parts (minivae.ops._parallel) of the convolutions and of BatchNorm: the parts
 cover the batch, P worker threads give the numbers of one part (and of a direct loop or the
 equations), gradient checks and the adjoint identity hold on the threaded, chunked/blocked
-paths, and the layouts handed out."""
+paths, the layouts handed out, the dense layers' row split (matmul) and the malloc setting."""
+import os
+import platform
+
 import numpy
 import pytest
 
@@ -12,6 +15,7 @@ from minivae.ops import batchnorm as bn_ops
 from minivae.ops import conv as conv_ops
 from minivae.ops.batchnorm import batch_norm
 from minivae.ops.conv import conv2d, conv_transpose2d
+from minivae.ops.linalg import linear
 
 from test_conv import _direct_conv2d  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -214,3 +218,53 @@ def test_optimiser_threads_follow_the_setting(monkeypatch):
         results.append(p.numpy().copy())
     assert numpy.array_equal(results[0], results[1])
     assert not numpy.array_equal(results[0], numpy.random.default_rng(60).standard_normal(10_000).astype(numpy.float32))
+
+
+# ------------------------------------------------------------------ dense rows over the workers
+
+@pytest.mark.parametrize("m", [67, 64, 129])
+def test_parallel_matmul_equals_numpy(workers, monkeypatch, m):
+    workers(3)
+    monkeypatch.setattr(_parallel, "MIN_PARALLEL_MACS", 1)
+    calls = []
+    real = _parallel.map_parts
+    monkeypatch.setattr(_parallel, "map_parts", lambda work, slices: calls.append(len(slices)) or real(work, slices))
+    gen = numpy.random.default_rng(21)
+    a, b = gen.standard_normal((m, 9)), gen.standard_normal((9, 5))
+    numpy.testing.assert_allclose(_parallel.matmul(numpy, a, b), a @ b, rtol=1e-12, atol=1e-12)
+    at = numpy.asfortranarray(a)   # another layout, and the transposed view Linear's dW uses
+    numpy.testing.assert_allclose(_parallel.matmul(numpy, at, b), a @ b, rtol=1e-12, atol=1e-12)
+    g = gen.standard_normal((9, m))
+    numpy.testing.assert_allclose(_parallel.matmul(numpy, g.T, b), g.T @ b, rtol=1e-12, atol=1e-12)
+    assert calls == [3, 3, 3]
+    # below the row threshold: one plain product
+    small = a[:_parallel.MIN_PARALLEL_ROWS - 1]
+    numpy.testing.assert_allclose(_parallel.matmul(numpy, small, b), small @ b, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(_parallel, "MIN_PARALLEL_MACS", 1 << 26)   # and below the work threshold
+    numpy.testing.assert_allclose(_parallel.matmul(numpy, a, b), a @ b, rtol=1e-12, atol=1e-12)
+    assert calls == [3, 3, 3]
+    assert _parallel.matmul(numpy, a.astype(numpy.float32), b.astype(numpy.float32)).dtype == numpy.float32
+
+
+def test_linear_on_threaded_rows_gradcheck(workers, monkeypatch):
+    backend.use("numpy", dtype="float64", seed=0)
+    workers(2)
+    monkeypatch.setattr(_parallel, "MIN_PARALLEL_MACS", 1)
+    x, w, b = (gradcheck.random_input(s, seed=22 + i) for i, s in enumerate([(65, 7), (3, 7), (3,)]))
+    numpy.testing.assert_allclose(linear(x, w, b).numpy(), x.numpy() @ w.numpy().T + b.numpy(),
+                                  rtol=1e-12, atol=1e-12)
+    gradcheck.check(lambda x, w, b: linear(x, w, b), [x, w, b], mode="directional", n_directions=2)
+
+
+def test_keep_freed_memory_leaves_user_malloc_settings_alone(monkeypatch):
+    for name in ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES"):
+        monkeypatch.setenv(name, "2" if name.startswith("MALLOC") else "glibc.malloc.arena_max=2")
+        assert _parallel._keep_freed_memory() is False
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_keep_freed_memory_on_glibc(monkeypatch):
+    for name in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
+        monkeypatch.delenv(name)
+    assert _parallel._keep_freed_memory() is True
