@@ -18,10 +18,18 @@ import test_parallel  # noqa: E402
 
 workers = test_parallel.workers   # the fixture forcing k worker threads
 
-# Lavin & Gray 2016, eq. 8: F(2, 2)
+# Lavin & Gray 2016, eq. 8: F(2, 2), written here from the paper
 BT = numpy.array([[1, -1, 0], [0, 1, 0], [0, -1, 1]], dtype=float)
 G = numpy.array([[1, 0], [1, 1], [0, 1]], dtype=float)
 AT = numpy.array([[1, 1, 0], [0, 1, 1]], dtype=float)
+
+
+def _matrices(m):
+    """(Aᵀ, G, Bᵀ) of F(m, 2): the paper's for m = 2; for m = 4 the module's Toom-Cook
+    matrices, which test_toom_cook_matrices_compute_the_correlation checks against a loop."""
+    if m == 2:
+        return AT, G, BT
+    return tuple(numpy.array([[float(v) for v in row] for row in mat]) for mat in winograd.toom_cook(m, winograd.POINTS[m]))
 
 
 def _dot(a, b):
@@ -49,37 +57,63 @@ def _direct_conv_transpose2d(x, w, b, padding):
 
 # ------------------------------------------------------------------ the transforms, one by one
 
-def test_space_to_depth_index_formula():
+@pytest.mark.parametrize("m,points", [(2, (0, 1)), (4, (0, 1, -1, 2)), (4, (0, 1, -1, -2)), (3, (0, 1, -1))])
+def test_toom_cook_matrices_compute_the_correlation(m, points):
+    """Aᵀ[(G g) ⊙ (Bᵀ d)] = (Σ_k d[i + k] g[k])_i for random d, g (the definition of F(m, 2)),
+    with exact rational arithmetic, and F(2, 2) is the paper's."""
+    from fractions import Fraction
+    at, g_mat, bt = winograd.toom_cook(m, points)
+    gen = numpy.random.default_rng(0)
+    for _ in range(3):
+        d = [Fraction(int(v)) for v in gen.integers(-9, 10, m + 1)]
+        g = [Fraction(int(v)) for v in gen.integers(-9, 10, 2)]
+        gg = [sum(row[k] * g[k] for k in range(2)) for row in g_mat]
+        bd = [sum(row[k] * d[k] for k in range(m + 1)) for row in bt]
+        y = [sum(at[i][j] * gg[j] * bd[j] for j in range(m + 1)) for i in range(m)]
+        assert y == [d[i] * g[0] + d[i + 1] * g[1] for i in range(m)]
+    assert all(v.denominator == 1 for row in bt for v in row)     # Bᵀ's rows scaled to integers
+    if m == 2:
+        assert numpy.array_equal(_matrices(2)[2], numpy.array([[float(v) for v in r] for r in bt]))
+        assert numpy.array_equal(G, numpy.array([[float(v) for v in r] for r in g_mat]))
+        assert numpy.array_equal(AT, numpy.array([[float(v) for v in r] for r in at]))
+    with pytest.raises(ValueError, match="needs 4 finite points"):
+        winograd.toom_cook(4, (0, 1))
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_space_to_depth_index_formula(m):
     gen = numpy.random.default_rng(1)
     n, h, w, c, (ph, pw), (ta, tb) = 2, 6, 4, 3, (1, 2), (3, 3)
     x = gen.standard_normal((n, h, w, c))
-    u = winograd.space_to_depth(x, (ph, pw), (ta, tb))
-    assert u.shape == (n, 2 * ta + 1, 2, 2 * tb + 1, 2, c)
-    for p in range(2 * ta + 1):
+    u = winograd.space_to_depth(x, (ph, pw), (ta, tb), m=m)
+    assert u.shape == (n, m * ta + 1, 2, m * tb + 1, 2, c)
+    for p in range(m * ta + 1):
         for r in range(2):
-            for q in range(2 * tb + 1):
+            for q in range(m * tb + 1):
                 for r2 in range(2):
                     i, j = 2 * p + r - ph, 2 * q + r2 - pw   # x̃[2p + r, 2q + r'] is x[i, j] or padding
                     expected = x[:, i, j] if 0 <= i < h and 0 <= j < w else numpy.zeros((n, c))
                     assert numpy.array_equal(u[:, p, r, q, r2], expected), (p, r, q, r2)
 
 
-def test_input_transform_is_bt_d_b_on_every_tile():
+@pytest.mark.parametrize("m", [2, 4])
+def test_input_transform_is_bt_d_b_on_every_tile(m):
     gen = numpy.random.default_rng(2)
-    n, ta, tb, c = 2, 3, 2, 3
-    u = gen.standard_normal((n, 2 * ta + 1, 2, 2 * tb + 1, 2, c))
-    expected = numpy.zeros((3, 3, n, ta, tb, 2, 2, c))
+    n, ta, tb, c, bt = 2, 3, 2, 3, _matrices(m)[2]
+    u = gen.standard_normal((n, m * ta + 1, 2, m * tb + 1, 2, c))
+    expected = numpy.zeros((m + 1, m + 1, n, ta, tb, 2, 2, c))
     for a in range(ta):
         for b in range(tb):
-            d = u[:, 2 * a:2 * a + 3, :, 2 * b:2 * b + 3]            # (n, 3, r, 3, r', c): the 3×3 tile
-            expected[:, :, :, a, b] = numpy.einsum("xi,yj,nirjsc->xynrsc", BT, BT, d)
-    got = winograd.input_transform(u)
-    numpy.testing.assert_allclose(got, expected.reshape(9, n * ta * tb, 4 * c), rtol=1e-14, atol=1e-14)
+            d = u[:, m * a:m * a + m + 1, :, m * b:m * b + m + 1]       # (n, m+1, r, m+1, r', c): one tile
+            expected[:, :, :, a, b] = numpy.einsum("xi,yj,nirjsc->xynrsc", bt, bt, d)
+    got = winograd.input_transform(u, m=m)
+    numpy.testing.assert_allclose(got, expected.reshape((m + 1) ** 2, n * ta * tb, 4 * c), rtol=1e-13, atol=1e-13)
 
 
-def test_weight_transform_is_g_v_gt():
+@pytest.mark.parametrize("m", [2, 4])
+def test_weight_transform_is_g_v_gt(m):
     gen = numpy.random.default_rng(3)
-    o, c = 5, 3
+    o, c, g_mat = 5, 3, _matrices(m)[1]
     w = gen.standard_normal((o, c, 4, 4))
     v = numpy.zeros((2, 2, 2, 2, c, o))    # V[t, t', r, r', c, o] = W[o, c, 2t + r, 2t' + r']
     for t in range(2):
@@ -87,52 +121,55 @@ def test_weight_transform_is_g_v_gt():
             for r in range(2):
                 for r2 in range(2):
                     v[t, t2, r, r2] = w[:, :, 2 * t + r, 2 * t2 + r2].T
-    expected = numpy.einsum("xt,ys,tsk->xyk", G, G, v.reshape(2, 2, -1)).reshape(9, 4 * c, o)
-    numpy.testing.assert_allclose(winograd.weight_transform(w), expected, rtol=1e-14, atol=1e-14)
+    expected = numpy.einsum("xt,ys,tsk->xyk", g_mat, g_mat, v.reshape(2, 2, -1)).reshape((m + 1) ** 2, 4 * c, o)
+    numpy.testing.assert_allclose(winograd.weight_transform(w, m=m), expected, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_output_transform_is_at_m_a(with_bias):
+def test_output_transform_is_at_m_a(with_bias, m):
     gen = numpy.random.default_rng(4)
-    n, ta, tb, o = 2, 3, 2, 4
-    m = gen.standard_normal((9, n * ta * tb, o))
+    n, ta, tb, o, at = 2, 3, 2, 4, _matrices(m)[0]
+    mm = gen.standard_normal(((m + 1) ** 2, n * ta * tb, o))
     bias = gen.standard_normal(o) if with_bias else numpy.zeros(o)
-    mm = m.reshape(3, 3, n, ta, tb, o)
-    expected = numpy.zeros((n, 2 * ta, 2 * tb, o))
+    tiles6 = mm.reshape(m + 1, m + 1, n, ta, tb, o)
+    expected = numpy.zeros((n, m * ta, m * tb, o))
     for a in range(ta):
         for b in range(tb):
-            tile = numpy.einsum("ix,jy,xyno->nijo", AT, AT, mm[:, :, :, a, b])
-            expected[:, 2 * a:2 * a + 2, 2 * b:2 * b + 2] = tile + bias
-    got = winograd.output_transform(m, n, (ta, tb), bias if with_bias else None)
-    numpy.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-14)
+            tile = numpy.einsum("ix,jy,xyno->nijo", at, at, tiles6[:, :, :, a, b])
+            expected[:, m * a:m * a + m, m * b:m * b + m] = tile + bias
+    got = winograd.output_transform(mm, n, (ta, tb), bias if with_bias else None, m=m)
+    numpy.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
 
 
-def test_each_adjoint_passes_the_dot_product_test():
+@pytest.mark.parametrize("m", [2, 4])
+def test_each_adjoint_passes_the_dot_product_test(m):
     """⟨T a, b⟩ = ⟨a, T* b⟩ for the three transform/adjoint pairs (float64)."""
     gen = numpy.random.default_rng(5)
-    n, ta, tb, c, o = 2, 3, 2, 3, 4
-    u = gen.standard_normal((n, 2 * ta + 1, 2, 2 * tb + 1, 2, c))
-    dd = gen.standard_normal((9, n * ta * tb, 4 * c))
-    du = winograd.input_transform_adjoint(dd, u.shape, numpy.float64)
+    n, ta, tb, c, o, p = 2, 3, 2, 3, 4, (m + 1) ** 2
+    u = gen.standard_normal((n, m * ta + 1, 2, m * tb + 1, 2, c))
+    dd = gen.standard_normal((p, n * ta * tb, 4 * c))
+    du = winograd.input_transform_adjoint(dd, u.shape, numpy.float64, m=m)
     assert du.shape == u.shape
-    assert _rel(_dot(winograd.input_transform(u), dd), _dot(u, du)) < 1e-12
+    assert _rel(_dot(winograd.input_transform(u, m=m), dd), _dot(u, du)) < 1e-12
 
-    m, dy = gen.standard_normal((9, n * ta * tb, o)), gen.standard_normal((n, 2 * ta, 2 * tb, o))
-    assert _rel(_dot(winograd.output_transform(m, n, (ta, tb)), dy),
-                _dot(m, winograd.output_transform_adjoint(dy, (ta, tb)))) < 1e-12
+    mm, dy = gen.standard_normal((p, n * ta * tb, o)), gen.standard_normal((n, m * ta, m * tb, o))
+    assert _rel(_dot(winograd.output_transform(mm, n, (ta, tb), m=m), dy),
+                _dot(mm, winograd.output_transform_adjoint(dy, (ta, tb), m=m))) < 1e-12
     # a non-contiguous image gradient (any strides) gives the same dM
     dy_view = numpy.ascontiguousarray(dy.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
-    numpy.testing.assert_array_equal(winograd.output_transform_adjoint(dy_view, (ta, tb)),
-                                     winograd.output_transform_adjoint(dy, (ta, tb)))
+    numpy.testing.assert_array_equal(winograd.output_transform_adjoint(dy_view, (ta, tb), m=m),
+                                     winograd.output_transform_adjoint(dy, (ta, tb), m=m))
 
-    w, dgw = gen.standard_normal((o, c, 4, 4)), gen.standard_normal((9, 4 * c, o))
-    dw = winograd.weight_transform_adjoint(dgw, c)
+    w, dgw = gen.standard_normal((o, c, 4, 4)), gen.standard_normal((p, 4 * c, o))
+    dw = winograd.weight_transform_adjoint(dgw, c, m=m)
     assert dw.shape == w.shape
-    assert _rel(_dot(winograd.weight_transform(w), dgw), _dot(w, dw)) < 1e-12
+    assert _rel(_dot(winograd.weight_transform(w, m=m), dgw), _dot(w, dw)) < 1e-12
 
 
 def test_tiles_and_applies():
-    assert winograd.tiles((7, 6)) == (4, 3) and winograd.tiles((1, 2)) == (1, 1)
+    assert winograd.tiles((7, 6), m=2) == (4, 3) and winograd.tiles((1, 2), m=2) == (1, 1)
+    assert winograd.tiles((7, 8), m=4) == (2, 2) and winograd.tiles((16, 5), m=4) == (4, 2)
     assert winograd.applies((4, 4), (2, 2), (1, 1), (14, 10))
     assert not winograd.applies((4, 4), (2, 2), (1, 1), (7, 8))        # odd padded size
     assert not winograd.applies((3, 3), (2, 2), (1, 1), (8, 8))
@@ -320,11 +357,13 @@ def _fn_class(op, cin, cout, transposed=False):
 
 def test_auto_picks_winograd_for_wide_layers():
     backend.use("numpy", dtype="float64", seed=0)
-    assert winograd.MIN_AUTO_CHANNELS == 64
+    assert winograd.MIN_AUTO_CHANNELS == 32
     assert _fn_class(conv2d, 64, 128) is winograd.WinogradConv2d
-    assert _fn_class(conv2d, 32, 64) is conv_ops.Conv2d
+    assert _fn_class(conv2d, 32, 64) is winograd.WinogradConv2d
+    assert _fn_class(conv2d, 16, 64) is conv_ops.Conv2d
+    assert _fn_class(conv2d, 3, 64) is conv_ops.Conv2d
     assert _fn_class(conv_transpose2d, 128, 64, True) is winograd.WinogradConvTranspose2d
-    assert _fn_class(conv_transpose2d, 64, 32, True) is conv_ops.ConvTranspose2d
+    assert _fn_class(conv_transpose2d, 64, 3, True) is conv_ops.ConvTranspose2d
 
 
 def test_auto_never_picks_winograd_on_cupy(cupy_backend):

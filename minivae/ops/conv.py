@@ -308,7 +308,7 @@ def _algorithm(op, algorithm, weight, stride, padding, in_size, output_padding=(
         return False
     fits = winograd.applies(weight.shape[2:], stride, padding, in_size, output_padding)
     if algorithm == "auto":   # measured on the CPU only (benchmarks/bench_conv.py --algorithm)
-        return fits and min(weight.shape[:2]) >= winograd.MIN_AUTO_CHANNELS and _xp(weight).__name__ == "numpy"
+        return fits and min(weight.shape[:2]) >= winograd.MIN_AUTO_CHANNELS and _xp(getattr(weight, "data", weight)).__name__ == "numpy"
     if not fits:
         raise ValueError(f"{op}: algorithm='winograd' needs a 4x4 kernel, stride 2, no output_padding and an "
                          f"even padded size; got weight {tuple(weight.shape)}, stride {stride}, padding {padding}")
