@@ -4,9 +4,14 @@ against PyTorch.
 Shapes are every convolution, transposed convolution and BatchNorm of the presets
 ``mnist-conv`` (28×28×1, channels 32/64) and ``cifar-conv`` (32×32×3, channels
 64/128/256 with BatchNorm, dense 512) at batch 128 (kernel 4, stride 2, padding 1).
-The first layer's input is data (no input gradient), as in training. Each repeat
-times minivae and then PyTorch on the same arrays and weights, interleaved so that
-load from other processes hits both alike; the median is reported.
+The first layer's input is data (no input gradient), as in training. Each framework
+runs in a process of its own (``--worker``), on the same arrays and weights (same seed):
+in one process, PyTorch's OpenMP threads keep spinning after each of its ops and take
+the cores from minivae's workers (measured: +30–80 % on minivae's wide layers). The
+processes alternate ``--rounds`` times (minivae, torch, minivae, ...) so that load from
+other processes hits both alike; the median over rounds of each process's median is
+reported. ``--algorithm`` picks minivae's convolution algorithm (im2col, Winograd, or
+"auto", the default the layers use).
 
 Memory layouts: minivae's convolutions hand out channels-last arrays (NCHW-shaped
 views) and BatchNorm and the activations keep the layout, so in a minivae VAE most
@@ -27,8 +32,10 @@ target: <= 1.0 for each layer on the CPU).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -83,6 +90,10 @@ def parse_args(argv=None):
     p.add_argument("--nchw", action="store_true",
                    help="give minivae plain NCHW inputs and gradients everywhere (default: the "
                         "layouts its own neighbouring layers produce, see above)")
+    p.add_argument("--algorithm", choices=("auto", "im2col", "winograd"), default="auto",
+                   help="minivae's convolution algorithm (default: auto, as the layers use)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating process pairs (default 3)")
+    p.add_argument("--worker", choices=("minivae", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--cpu-time", action="store_true",
                    help="time with the process's CPU time instead of wall-clock time: steadier on a "
                         "shared machine, but meaningful only single-threaded (OPENBLAS_NUM_THREADS=1 "
@@ -149,7 +160,7 @@ def _minivae_bn_step(spec, x, w, b, g, nchw):
     return step
 
 
-def _minivae_step(spec, x, w, b, g, nchw):
+def _minivae_step(spec, x, w, b, g, nchw, algorithm="auto"):
     if spec[1] == "bn":
         return _minivae_bn_step(spec, x, w, b, g, nchw)
     _, transposed, *_, k, s, p, input_grad, x_last, g_last = spec
@@ -159,7 +170,7 @@ def _minivae_step(spec, x, w, b, g, nchw):
     op = conv_transpose2d if transposed else conv2d
 
     def step():
-        _vjp(op(xt, wt, bt, stride=s, padding=p), gt)
+        _vjp(op(xt, wt, bt, stride=s, padding=p, algorithm=algorithm), gt)
     return step
 
 
@@ -200,46 +211,72 @@ def _time(step, sync, clock=time.perf_counter):
     return clock() - start
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.cpu_time and args.backend != "numpy":
-        sys.exit("--cpu-time measures CPU work; use wall-clock time (the default) with --backend cupy")
+def _layers(args):
+    return [spec for name in (LAYERS if args.preset == "all" else [args.preset]) for spec in LAYERS[name]]
+
+
+def worker(args):
+    """Time every layer for one framework in this process; print {label: median ms} as JSON."""
     clock = time.process_time if args.cpu_time else time.perf_counter
     try:
         backend.use(args.backend, dtype=args.dtype, seed=0)
     except backend.BackendError as exc:
         sys.exit(f"bench_conv: {exc}")
-    sync = _synchronizer(args)
-    torch, device = _torch(args)
-    torch_sync = (torch.cuda.synchronize if device == "cuda" else (lambda: None)) if torch else None
+    if args.worker == "torch":
+        torch, device = _torch(args)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    else:
+        sync = _synchronizer(args)
     gen = numpy.random.default_rng(0)
-    print(f"minivae {args.backend} vs PyTorch {device or '-'}: batch {args.batch}, {args.dtype}, "
-          f"forward+backward, median of {args.repeats} (ms, {'CPU' if args.cpu_time else 'wall'} time); "
-          f"{os.cpu_count()} CPU cores")
+    medians = {}
+    for spec in _layers(args):
+        arrays = _make_layer(spec, args.batch, numpy.dtype(args.dtype), gen)
+        if args.worker == "torch":
+            step = _torch_step(torch, device, spec, *arrays)
+        else:
+            step = _minivae_step(spec, *arrays, nchw=args.nchw, algorithm=args.algorithm)
+        for _ in range(args.warmup):
+            step()
+        medians[spec[0]] = 1e3 * statistics.median(_time(step, sync, clock) for _ in range(args.repeats))
+    print(json.dumps(medians))
+
+
+def _run_worker(framework, argv):
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", framework] + argv,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"bench_conv: the {framework} worker failed:\n{out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.cpu_time and args.backend != "numpy":
+        sys.exit("--cpu-time measures CPU work; use wall-clock time (the default) with --backend cupy")
+    if args.worker:
+        return worker(args)
+    torch, device = _torch(args)
+    frameworks = ["minivae"] + (["torch"] if torch else [])
+    runs = {f: [] for f in frameworks}
+    for _ in range(args.rounds):   # alternating processes: background load hits both alike
+        for f in frameworks:
+            runs[f].append(_run_worker(f, argv))
+    print(f"minivae {args.backend} (algorithm {args.algorithm}) vs PyTorch {device or '-'}: batch {args.batch}, "
+          f"{args.dtype}, forward+backward, median of {args.repeats} repeats, median over {args.rounds} "
+          f"process rounds (ms, {'CPU' if args.cpu_time else 'wall'} time); {os.cpu_count()} CPU cores")
     print(f"{'layer':22s} {'minivae':>9s} {'torch':>9s} {'ratio':>7s}")
     totals = [0.0, 0.0]
-    layers = [spec for name in (LAYERS if args.preset == "all" else [args.preset]) for spec in LAYERS[name]]
-    for spec in layers:
-        arrays = _make_layer(spec, args.batch, numpy.dtype(args.dtype), gen)
-        ours = _minivae_step(spec, *arrays, nchw=args.nchw)
-        ref = _torch_step(torch, device, spec, *arrays) if torch else None
-        for _ in range(args.warmup):
-            ours()
-            if ref:
-                ref()
-        t_ours, t_ref = [], []
-        for _ in range(args.repeats):   # interleaved: background load hits both alike
-            t_ours.append(_time(ours, sync, clock))
-            if ref:
-                t_ref.append(_time(ref, torch_sync, clock))
-        m_ours = 1e3 * statistics.median(t_ours)
+    for spec in _layers(args):
+        label = spec[0]
+        m_ours = statistics.median(r[label] for r in runs["minivae"])
         totals[0] += m_ours
-        if ref:
-            m_ref = 1e3 * statistics.median(t_ref)
+        if torch:
+            m_ref = statistics.median(r[label] for r in runs["torch"])
             totals[1] += m_ref
-            print(f"{spec[0]:22s} {m_ours:9.2f} {m_ref:9.2f} {m_ours / m_ref:7.2f}")
+            print(f"{label:22s} {m_ours:9.2f} {m_ref:9.2f} {m_ours / m_ref:7.2f}")
         else:
-            print(f"{spec[0]:22s} {m_ours:9.2f} {'-':>9s} {'-':>7s}")
+            print(f"{label:22s} {m_ours:9.2f} {'-':>9s} {'-':>7s}")
     if torch:
         print(f"{'total':22s} {totals[0]:9.2f} {totals[1]:9.2f} {totals[0] / totals[1]:7.2f}")
     else:
