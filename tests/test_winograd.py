@@ -3,6 +3,8 @@ each transform against Lavin & Gray's matrices written here, dot-product tests o
 adjoints, both ops against nested-loop references, the adjoint identity, gradient checks
 (threaded parts, one-image chunks, kept or recomputed tiles), float32 accuracy, dispatch
 and PyTorch."""
+import json
+
 import numpy
 import pytest
 
@@ -406,3 +408,40 @@ def test_against_pytorch_at_cifar_shapes():
             t = t.numpy()
             assert a.dtype == numpy.float32
             assert numpy.abs(a - t).max() <= 1e-5 * numpy.abs(t).max()
+
+
+def test_layer_algorithm_attribute_and_set_algorithm():
+    """nn layers take ``algorithm`` like the ops; set_algorithm switches every conv layer of a model,
+    and both algorithms compute the same function (float64)."""
+    from minivae.nn.conv import set_algorithm
+    from minivae.vae import build_model
+    backend.use("numpy", dtype="float64", seed=0)
+    assert type(Conv2d(64, 64, 4, stride=2, padding=1, algorithm="im2col")(
+        gradcheck.random_input((2, 64, 4, 4), seed=1))._fn) is conv_ops.Conv2d
+    with pytest.raises(ValueError, match="unknown algorithm 'fft'"):
+        ConvTranspose2d(4, 4, 4, algorithm="fft")
+    model = build_model("cifar-conv")
+    x = Tensor(backend.to_device(numpy.random.default_rng(2).random((2, 3, 32, 32))))
+    eps = backend.to_device(numpy.zeros((2, 64)))
+    assert set_algorithm(model, "im2col") == 6
+    exact = model(x, eps=eps).logits.numpy()
+    assert set_algorithm(model, "winograd") == 6
+    numpy.testing.assert_allclose(model(x, eps=eps).logits.numpy(), exact, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="unknown convolution algorithm"):
+        set_algorithm(model, "fast")
+
+
+def test_run_setting_reaches_the_layers(tmp_path):
+    """--conv-algorithm is recorded in config.json and every conv layer of the run's model uses it."""
+    from minivae.run import resolve, load_run
+    from minivae.run.training import Trainer
+    from run_helpers import tiny_settings
+    settings = tiny_settings(out=str(tmp_path / "run"), preset="sprites-conv", conv_algorithm="im2col",
+                             epochs=1, max_steps=1)
+    settings.pop("hidden", None)
+    Trainer(resolve(settings)).run()
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["run"]["conv_algorithm"] == "im2col"
+    model = load_run(str(tmp_path / "run")).model
+    algorithms = {m.algorithm for _, m in model.named_modules() if isinstance(m, (Conv2d, ConvTranspose2d))}
+    assert algorithms == {"im2col"}

@@ -9,10 +9,12 @@ from . import _parallel
 def _in_parts(fn, *arrays):
     """``fn(*arrays)`` evaluated into a new array of the first one's layout, per batch part
     on the CPU workers (:mod:`._parallel`; one part when small or off the CPU)."""
-    xp = _xp(arrays[0])
-    out = xp.empty_like(arrays[0])
-    slices = _parallel.parts(xp, out.shape[0], out.nbytes) if out.ndim else [Ellipsis]
-    _parallel.map_parts(lambda s: fn(*(a[s] for a in arrays), out=out[s]), slices)
+    first = arrays[0]
+    if first.ndim == 0 or first.nbytes < _parallel.MIN_PARALLEL_BYTES:
+        return fn(*arrays)
+    xp = _xp(first)
+    out = xp.empty_like(first)
+    _parallel.map_parts(lambda s: fn(*(a[s] for a in arrays), out=out[s]), _parallel.parts(xp, out.shape[0]))
     return out
 
 

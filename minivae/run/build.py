@@ -17,6 +17,7 @@ import numpy
 from .. import __version__, backend
 from ..data import load_dataset
 from ..vae import PRESETS, objective_class
+from ..nn.conv import set_algorithm as set_conv_algorithm
 from ..vae.models import ConvVAE, DenseVAE, build_model as _build_model
 from .config import ConfigError, RunConfig, dataset_base_name
 
@@ -80,9 +81,11 @@ def build_model(config: RunConfig, input_shape):
         setattr(config.model, key, value)
     kind = spec.pop("model")
     try:
-        return _build_model(None, input_shape=tuple(input_shape), kind=kind, **spec)
+        model = _build_model(None, input_shape=tuple(input_shape), kind=kind, **spec)
     except ValueError as exc:
         raise ConfigError(f"cannot build the {kind} network: {exc}") from None
+    set_conv_algorithm(model, config.run.conv_algorithm)
+    return model
 
 
 def complete_config(config: RunConfig, train, test) -> None:

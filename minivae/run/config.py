@@ -81,6 +81,10 @@ class RunSettings:
     backend: str = setting(None, "numpy (CPU) or cupy (CUDA GPU) (default $MINIVAE_BACKEND or numpy)",
                            kind="str", choices=("numpy", "cupy"), optional=True)
     dtype: str = setting("float32", "floating-point precision", kind="str", choices=("float32", "float64"))
+    conv_algorithm: str = setting("auto", "how convolutions are computed: im2col (exact GEMM), winograd "
+                                  "(F(4x4,2x2) for 4x4 stride-2 layers: fewer multiplications, float32 error "
+                                  "about 10x im2col's) or auto (Winograd from 32 channels on the CPU)",
+                                  kind="str", choices=("auto", "im2col", "winograd"))
     seed: int = setting(0, "random seed (data order, initialisation, ε)", kind="int", check=non_negative)
     out: str = setting(None, "run folder (default runs/<dataset>-<preset>-<objective>[-<what sets it apart>])",
                        kind="str", optional=True)
@@ -98,7 +102,7 @@ class RunSettings:
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "run": RunSettings}
 # keys that may change on --resume without making it a different run
 EXTENDABLE = {"optim": ("epochs",),
-              "run": ("backend", "out", "log_every", "checkpoint_every", "checkpoint_minutes", "n_samples",
+              "run": ("backend", "conv_algorithm", "out", "log_every", "checkpoint_every", "checkpoint_minutes", "n_samples",
                       "diagnose_every")}
 INVOCATION_KEYS = ("max_steps",)  # a stop for one invocation, not part of the run
 
