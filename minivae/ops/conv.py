@@ -15,6 +15,12 @@ document processing"; Chainer's ``im2col``/``col2im``):
   strided slices into a zero buffer (plain slicing: runs unchanged on CuPy, any dtype;
   offsets are added s×s at a time, see there).
 
+Algorithms. :func:`conv2d` and :func:`conv_transpose2d` take ``algorithm``: "im2col" (the
+Functions below: the exact GEMM, the reference), "winograd" (:mod:`.winograd`: 4×4
+stride-2 layers, F(4×4, 2×2) on the space-to-depth image, 0.39× the multiplications),
+or "auto" -- Winograd where it applies, from 32 channels, on NumPy (where it was
+measured faster: ``benchmarks/bench_conv.py --algorithm``), else im2col.
+
 Memory layout. Activations are produced *channels-last* in memory (N, H, W, C) and
 handed out as the NCHW-shaped transposed view: conv2d's output (the layout the GEMM
 writes for free), conv_transpose2d's output and conv2d's input gradient (col2im works
