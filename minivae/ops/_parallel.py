@@ -74,6 +74,7 @@ def cpu_workers() -> int:
                 setter = _openblas_local_setter() if wanted > 1 else None
                 _STATE["setter"] = setter
                 _STATE["workers"] = wanted if setter is not None else 1
+                _STATE["kept_freed_memory"] = _keep_freed_memory()   # one thread churns memory too
     return _STATE["workers"]
 
 
@@ -109,7 +110,6 @@ def _pool():
     if "pool" not in _STATE:
         with _LOCK:
             if "pool" not in _STATE:
-                _STATE["kept_freed_memory"] = _keep_freed_memory()
                 setter = _STATE["setter"]
                 _STATE["pool"] = concurrent.futures.ThreadPoolExecutor(
                     cpu_workers(), thread_name_prefix="minivae-cpu", initializer=lambda: setter(1))

@@ -125,22 +125,39 @@ def weight_transform(weight, m=None):
 
     (G ⊗ G) times V laid out (t, t', o, (r, r', c)) -- a copy that keeps W's memory order
     mostly intact -- returned as the (4C, O) transposed view of that ((m+1)², O, 4C)
-    array (BLAS reads either orientation)."""
+    array (BLAS reads either orientation). On the CPU the output channels are split over
+    the workers (this runs once per layer and step, between the batch-parallel parts)."""
     xp = _xp(weight)
     o, c = weight.shape[:2]
-    v = xp.ascontiguousarray(weight.reshape(o, c, 2, 2, 2, 2).transpose(2, 4, 0, 3, 5, 1))   # (t, t', o, r, r', c)
     kg = kron_matrices(xp, weight.dtype, m)[1]
-    return (kg @ v.reshape(4, o * 4 * c)).reshape(-1, o, 4 * c).transpose(0, 2, 1)
+    gw = xp.empty((kg.shape[0], o, 4 * c), dtype=weight.dtype)
+
+    def work(s):
+        n = s.stop - s.start
+        v = xp.ascontiguousarray(weight[s].reshape(n, c, 2, 2, 2, 2).transpose(2, 4, 0, 3, 5, 1))   # (t, t', o, r, r', c)
+        xp.matmul(kg, v.reshape(4, n * 4 * c), out=gw[:, s].reshape(kg.shape[0], n * 4 * c))
+
+    _parallel.map_parts(work, _parallel.parts(xp, o, gw.nbytes))
+    return gw.transpose(0, 2, 1)
 
 
 def weight_transform_adjoint(dgw, c, m=None):
     """dW (O, C, 4, 4) from dGw ((m+1)², 4C, O): dV = Gᵀ dGw G = (G ⊗ G)ᵀ dGw, then V's
-    layout back to W's (no copy of dGw when it is the transposed view of a ((m+1)², O, 4C) array)."""
+    layout back to W's (no copy of dGw when it is the transposed view of a ((m+1)², O, 4C)
+    array); output channels split over the CPU workers as in :func:`weight_transform`."""
     xp = _xp(dgw)
     o = dgw.shape[2]
     kg = kron_matrices(xp, dgw.dtype, m)[1]
-    dv = kg.T @ dgw.transpose(0, 2, 1).reshape(kg.shape[0], o * 4 * c)
-    return xp.ascontiguousarray(dv.reshape(2, 2, o, 2, 2, c).transpose(2, 5, 0, 3, 1, 4)).reshape(o, c, 4, 4)
+    dgw_oc = dgw.transpose(0, 2, 1)                                  # ((m+1)², O, 4C)
+    dw = xp.empty((o, c, 4, 4), dtype=dgw.dtype)
+
+    def work(s):
+        n = s.stop - s.start
+        dv = kg.T @ dgw_oc[:, s].reshape(kg.shape[0], n * 4 * c)       # (t, t', o, r, r', c)
+        dw[s].reshape(n, c, 2, 2, 2, 2)[...] = dv.reshape(2, 2, n, 2, 2, c).transpose(2, 5, 0, 3, 1, 4)
+
+    _parallel.map_parts(work, _parallel.parts(xp, o, dgw.nbytes))
+    return dw
 
 
 def space_to_depth(x_last, padding, tiles_hw, m=None):
