@@ -111,8 +111,9 @@ def _pool():
         with _LOCK:
             if "pool" not in _STATE:
                 setter = _STATE["setter"]
+                setter(1)   # the calling thread runs a part too (and in pthreads builds this is global)
                 _STATE["pool"] = concurrent.futures.ThreadPoolExecutor(
-                    cpu_workers(), thread_name_prefix="minivae-cpu", initializer=lambda: setter(1))
+                    max(1, cpu_workers() - 1), thread_name_prefix="minivae-cpu", initializer=lambda: setter(1))
     return _STATE["pool"]
 
 
@@ -153,10 +154,17 @@ def plan(xp, n: int, bytes_per_image: int, target_bytes: int) -> list:
 
 
 def map_parts(work, slices: list) -> list:
-    """``[work(s) for s in slices]``, the slices on the worker threads when there are several."""
+    """``[work(s) for s in slices]``: the first slice on the calling thread, the others on the
+    workers at the same time (one thread hand-off fewer per op than pooling them all)."""
     if len(slices) == 1:
         return [work(slices[0])]
-    return list(_pool().map(work, slices))
+    pool = _pool()
+    futures = [pool.submit(work, s) for s in slices[1:]]
+    try:
+        first = work(slices[0])
+    finally:
+        concurrent.futures.wait(futures)   # never leave a part running behind an exception
+    return [first] + [f.result() for f in futures]
 
 
 def matmul(xp, a, b):
