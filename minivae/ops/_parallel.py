@@ -182,6 +182,15 @@ def matmul(xp, a, b):
     return out
 
 
+def accumulate(total, product):
+    """``total + product`` reusing ``total``'s memory (``product`` when total is None): a
+    part's running sum over its chunks."""
+    if total is None:
+        return product
+    total += product
+    return total
+
+
 def add_in_order(partials):
     """Σ of the partial results, added in part order (the first one is reused as the sum)."""
     total = partials[0]

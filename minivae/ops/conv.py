@@ -159,14 +159,6 @@ def _rows_matrix(a):
     return _channels_last(a).reshape(n * h * w, c)
 
 
-def _accumulate(total, product):
-    """``total + product`` reusing ``total``'s memory (``product`` when total is None)."""
-    if total is None:
-        return product
-    total += product
-    return total
-
-
 class Conv2d(Function):
     """y = conv(x, W) + b as ``col @ Wᵀ``, W as (O, kh·kw·C) in the column order (i, j, c).
 
@@ -219,8 +211,8 @@ class Conv2d(Function):
                 col = self.col if self.col is not None else _im2col(self.x[chunk], kh, kw, stride, padding, oh, ow)
                 g_chunk = g[chunk]
                 g_rows = _rows_matrix(g_chunk)                            # (n·OH·OW, O)
-                gw = _accumulate(gw, g_rows.T @ col)
-                gb = _accumulate(gb, winograd.channel_sums(g_chunk)) if with_bias else None
+                gw = _parallel.accumulate(gw, g_rows.T @ col)
+                gb = _parallel.accumulate(gb, winograd.channel_sums(g_chunk)) if with_bias else None
                 if need_gx:
                     buf = _col2im_buffer(xp, chunk.stop - chunk.start, h, w, c, kh, kw, stride, padding,
                                          oh, ow, g.dtype)
@@ -289,8 +281,8 @@ class ConvTranspose2d(Function):
                 col = _im2col(g[chunk], kh, kw, stride, padding, h, w)   # (n·H·W, kh·kw·C_out)
                 if need_gx:
                     xp.matmul(col, wmat.T, out=gx[_rows(chunk, h * w)])
-                gw = _accumulate(gw, _rows_matrix(self.x[chunk]).T @ col)
-                gb = _accumulate(gb, winograd.channel_sums(g[chunk])) if with_bias else None
+                gw = _parallel.accumulate(gw, _rows_matrix(self.x[chunk]).T @ col)
+                gb = _parallel.accumulate(gb, winograd.channel_sums(g[chunk])) if with_bias else None
             return gw, gb
 
         partials = _parallel.map_parts(work, self.plan)

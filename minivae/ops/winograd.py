@@ -35,6 +35,7 @@ are not multiples of m get a last tile of zero input, cropped afterwards.
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 from ..autograd import Function
@@ -87,19 +88,11 @@ def toom_cook(m, points):
     bt = [[inverse[j][n + i] for j in range(n)] for i in range(n)]
     g = vander(2)
     for i, row in enumerate(bt):
-        scale = 1
-        for v in row:
-            scale = scale * v.denominator // _gcd(scale, v.denominator)
+        scale = math.lcm(*(v.denominator for v in row))
         bt[i] = [v * scale for v in row]
         g[i] = [v / scale for v in g[i]]
     at = [[row[i] for row in vander(m)] for i in range(m)]
     return at, g, bt
-
-
-def _gcd(a, b):
-    while b:
-        a, b = b, a % b
-    return a
 
 
 _KRON = {}
@@ -243,14 +236,6 @@ def output_transform_adjoint(dy, tiles_hw, m=None):
     return (ka.T @ tile_grads.reshape(m * m, -1)).reshape((m + 1) ** 2, n * ta * tb, o)
 
 
-def _accumulate(total, product):
-    """``total + product`` reusing ``total``'s memory (``product`` when total is None)."""
-    if total is None:
-        return product
-    total += product
-    return total
-
-
 def channel_sums(a):
     """Σ over (N, H, W) of an NCHW-shaped array: one GEMV when channels-last (several
     times faster than sum), else NumPy's sum (no transposing copy)."""
@@ -350,12 +335,12 @@ class WinogradConv2d(Function):
                 if d is None:
                     d = input_transform(space_to_depth(self.x_last[chunk], padding, tiles_hw))
                 dm = output_transform_adjoint(_tiled(g_last[chunk], tiles_hw), tiles_hw)
-                dgw = _accumulate(dgw, xp.matmul(dm.transpose(0, 2, 1), d).transpose(0, 2, 1))   # (4C, O) view
+                dgw = _parallel.accumulate(dgw, xp.matmul(dm.transpose(0, 2, 1), d).transpose(0, 2, 1))   # (4C, O) view
                 if need_gx:
                     du = input_transform_adjoint(xp.matmul(dm, gw.transpose(0, 2, 1)),
                                                  (chunk.stop - chunk.start,) + u_tail, g.dtype)
                     gx[chunk] = _unpadded(du, (h, w), padding)
-                gb = _accumulate(gb, channel_sums(g[chunk])) if with_bias else None
+                gb = _parallel.accumulate(gb, channel_sums(g[chunk])) if with_bias else None
             return dgw, gb
 
         partials = _parallel.map_parts(work, list(range(len(self.plan))))
@@ -421,8 +406,8 @@ class WinogradConvTranspose2d(Function):
                 if need_gx:
                     y = output_transform(xp.matmul(d, gw), chunk.stop - chunk.start, tiles_hw)
                     gx[chunk] = y[:, :h, :w]
-                dgw = _accumulate(dgw, xp.matmul(dm.transpose(0, 2, 1), d).transpose(0, 2, 1))   # (4C, O) view
-                gb = _accumulate(gb, channel_sums(g[chunk])) if with_bias else None
+                dgw = _parallel.accumulate(dgw, xp.matmul(dm.transpose(0, 2, 1), d).transpose(0, 2, 1))   # (4C, O) view
+                gb = _parallel.accumulate(gb, channel_sums(g[chunk])) if with_bias else None
             return dgw, gb
 
         partials = _parallel.map_parts(work, list(range(len(self.plan))))
