@@ -110,3 +110,17 @@ def test_non_contiguous_inputs(xp):
     gradcheck.check(lambda t: ops.tanh(ops.matmul(t, t.T)).sum(axis=0), [transposed])
     sliced = Tensor(base.data[::2, 1:], requires_grad=True)
     gradcheck.check(lambda t: ops.softplus(t) * t, [sliced])
+
+
+def test_relu_values_and_subgradient_at_zero(xp):
+    """ReLU(x) = max(x, 0), its vjp g·[x > 0]: the subgradient at 0 is 0 (PyTorch's choice),
+    also on the batch-parts path (an array above the parallel threshold)."""
+    from minivae.ops import _parallel
+    x = np.array([[-1.0, 0.0, 2.0, -0.0]])
+    for rows in (1, _parallel.MIN_PARALLEL_BYTES // x.nbytes + 1):
+        a = np.repeat(x, rows, axis=0)
+        t = Tensor(backend.to_device(a), requires_grad=True)
+        y = ops.relu(t)
+        y.backward(backend.to_device(np.ones_like(a)))
+        np.testing.assert_array_equal(np.abs(y.numpy()), np.maximum(a, 0))
+        np.testing.assert_array_equal(backend.to_host(t.grad), (a > 0).astype(float))
