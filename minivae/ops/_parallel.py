@@ -90,7 +90,7 @@ def _keep_freed_memory() -> bool:
     and gives freed memory back to the kernel; every reuse then page-faults and the
     kernel zeroes each page again. The batch parts allocate and free a few MiB of
     temporaries per layer on each worker, so on a cifar-conv step that churn cost
-    ≈ 30 ms (≈ 15,000 page faults per step, measured with ``/usr/bin/time``).
+    ≈ 35 ms (≈ 11,000 page faults per step, measured with ``/usr/bin/time``).
     Setting both thresholds (setting one alone switches off glibc's adaptive
     threshold and is worse) keeps that memory in the process; its resident size
     stays near the step's peak. Left alone when the user set ``MALLOC_*`` or
