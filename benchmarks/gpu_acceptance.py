@@ -10,7 +10,9 @@ Steps, each a subprocess with its own time limit, its output in ``DIR/<step>.log
  3. ``parity``       the CPU/GPU parity tests, verbose (tests/test_cupy_parity.py and the
                      fixed-point CuPy test)
  4. ``bench_dense``  ``benchmarks/bench_dense.py --backend cupy`` (vs PyTorch CUDA when installed)
- 5. ``bench_conv``   ``benchmarks/bench_conv.py --backend cupy``
+ 5. ``bench_conv``   ``benchmarks/bench_conv.py --backend cupy`` (im2col: what "auto" picks on CuPy),
+                     and ``bench_conv_winograd``: the same with ``--algorithm winograd`` (measured on
+                     a GPU, it decides whether "auto" should pick Winograd there too)
  6. ``bench_fixedpoint`` ``benchmarks/bench_fixedpoint.py --backend cupy`` (100 β, 1,000 points, 32×32)
  7. ``train``        ``python -m minivae.train --backend cupy --dataset mnist --preset mnist-dense --epochs 1``
  8. ``stage2``, ``sample``, ``classifier``, ``evaluate``  the two-stage chain on that run, on the GPU
@@ -43,6 +45,7 @@ STANDIN = os.path.join(ROOT, "tests", "standin")
 PY = sys.executable
 TARGETS = {"bench_dense": "minivae/PyTorch CUDA ≤ 1.5 per training step",
            "bench_conv": "minivae/PyTorch CUDA ≤ 1.5 per layer",
+           "bench_conv_winograd": "Winograd against bench_conv's im2col, per layer (no target)",
            "bench_fixedpoint": "100-β sweep (1,000 points, 32×32) < 3 s"}
 
 
@@ -57,7 +60,7 @@ def _figures(step, text):
         return {"minivae_ms_per_step": (floats(r"minivae \(cupy\): ([\d.]+) ms/step") or [None])[0],
                 "torch_ms_per_step": (floats(r"PyTorch \S+ \(\w+, \d+ threads\): ([\d.]+) ms/step") or [None])[0],
                 "ratio": (floats(r"ratio minivae / PyTorch = ([\d.]+)") or [None])[0]}
-    if step == "bench_conv":
+    if step in ("bench_conv", "bench_conv_winograd"):
         rows = re.findall(r"^(convT?\s+\S+\s+\S+)\s+([\d.]+)\s+(\S+)\s+(\S+)$", text, re.M)
         total = re.findall(r"^total\s+([\d.]+)(?:\s+([\d.]+)\s+([\d.]+))?", text, re.M)
         layers = {name.strip(): {"minivae": float(a), "torch": None if t == "-" else float(t),
@@ -107,6 +110,9 @@ def _chain(args, out):
          + (["--steps", "2", "--repeats", "1"] if dry else ["--steps", "100", "--repeats", "5"]), 300),
         ("bench_conv", [PY, "benchmarks/bench_conv.py", "--backend", "cupy"]
          + (["--batch", "4", "--repeats", "1", "--warmup", "1", "--no-torch"] if dry else []), 300),
+        ("bench_conv_winograd", [PY, "benchmarks/bench_conv.py", "--backend", "cupy", "--algorithm", "winograd",
+                                 "--no-torch", "--rounds", "1"]
+         + (["--batch", "4", "--repeats", "1", "--warmup", "1"] if dry else []), 300),
         ("bench_fixedpoint", [PY, "benchmarks/bench_fixedpoint.py", "--backend", "cupy",
                               "--json", os.path.join(out, "bench_fixedpoint.json")]
          + (["--n-points", "100", "--grid-size", "8", "--n-beta", "5", "--dtype", "float32"] if dry

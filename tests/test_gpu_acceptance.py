@@ -28,9 +28,10 @@ def _chain(acceptance, tmp_path, dry, data_dir=None):
 def test_the_chain_has_every_step_on_cupy(acceptance, tmp_path):
     for dry in (True, False):
         steps, _ = _chain(acceptance, tmp_path, dry, data_dir=str(tmp_path / "nothing"))
-        assert list(steps) == ["env", "tests", "parity", "bench_dense", "bench_conv", "bench_fixedpoint", "train",
-                               "stage2", "sample", "classifier", "evaluate"]
-        for name in ("bench_dense", "bench_conv", "bench_fixedpoint", "train", "stage2", "sample", "classifier",
+        assert list(steps) == ["env", "tests", "parity", "bench_dense", "bench_conv", "bench_conv_winograd",
+                               "bench_fixedpoint", "train", "stage2", "sample", "classifier", "evaluate"]
+        assert steps["bench_conv_winograd"][steps["bench_conv_winograd"].index("--algorithm") + 1] == "winograd"
+        for name in ("bench_dense", "bench_conv", "bench_conv_winograd", "bench_fixedpoint", "train", "stage2", "sample", "classifier",
                      "evaluate"):
             cmd = steps[name]
             assert cmd[cmd.index("--backend") + 1] == "cupy", name
