@@ -271,7 +271,8 @@ def _unpadded(du, size, padding):
 # (benchmarks/bench_conv.py --algorithm).
 MIN_AUTO_CHANNELS = 32
 
-# Target size of one batch chunk's transformed tiles on the CPU (about an L2 cache).
+# Target size of one batch chunk's D and M on the CPU. Measured on cifar-conv: 256 KiB-1 MiB
+# chunks (cache-sized) were slower -- the per-chunk GEMMs get too short -- and 4-64 MiB alike.
 CPU_CHUNK_BYTES = 8 << 20
 
 # Keep the transformed input tiles D for the vjp (else recompute them per chunk).
@@ -280,8 +281,7 @@ KEEP_TILES = True
 
 def _plan(xp, n, tiles_hw, channels, outputs, itemsize):
     """Parts of the batch (one per CPU worker), each in chunks whose D and M together are
-    about :data:`CPU_CHUNK_BYTES` (the transforms then read what the GEMM just wrote
-    from cache)."""
+    about :data:`CPU_CHUNK_BYTES` (bounding the temporaries of a large batch)."""
     per_image = (TILE + 1) ** 2 * tiles_hw[0] * tiles_hw[1] * (4 * channels + outputs) * itemsize
     return _parallel.plan(xp, n, per_image, CPU_CHUNK_BYTES)
 
