@@ -268,3 +268,24 @@ def test_keep_freed_memory_on_glibc(monkeypatch):
     for name in [k for k in os.environ if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"]:
         monkeypatch.delenv(name)
     assert _parallel._keep_freed_memory() is True
+
+
+def test_reshape_copies_in_parts(workers):
+    """Flattening a channels-last activation (a copy) runs per batch part and equals NumPy's
+    reshape; its vjp reshapes back; a contiguous array is still a view (float64 gradcheck)."""
+    from minivae.ops import reshape
+    workers(3)
+    gen = numpy.random.default_rng(4)
+    x = numpy.ascontiguousarray(gen.standard_normal((7, 3, 4, 5)).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    assert not x.flags.c_contiguous
+    for shape in [(7, -1), (7, 60), (7, 12, 5)]:
+        y = reshape(Tensor(x), shape)
+        numpy.testing.assert_array_equal(y.numpy(), x.reshape(shape))
+        assert y.numpy().flags.c_contiguous
+    flat = numpy.ones((7, 60))
+    assert numpy.shares_memory(reshape(Tensor(flat), (7, 3, 4, 5)).data, flat)
+    with pytest.raises(ValueError, match="cannot reshape a tensor of shape"):
+        reshape(Tensor(x), (7, 61))
+    xt = Tensor(x, requires_grad=True)   # channels-last memory: the parts path
+    gradcheck.check(lambda t: reshape(t, (7, -1)) * Tensor(numpy.arange(60.0)), [xt], mode="directional",
+                    n_directions=2)

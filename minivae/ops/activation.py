@@ -23,8 +23,17 @@ class ReLU(Function):
     are several MiB: one thread would leave the other core idle)."""
 
     def forward(self, a):
-        self.mask = a > 0
-        return _in_parts(_xp(a).multiply, a, self.mask)
+        xp = _xp(a)
+        if a.ndim == 0 or a.nbytes < _parallel.MIN_PARALLEL_BYTES:
+            self.mask = a > 0
+            return a * self.mask
+        self.mask, out = xp.empty_like(a, dtype=bool), xp.empty_like(a)
+
+        def part(s):   # the mask and the product of a part while it is in cache
+            xp.greater(a[s], 0, out=self.mask[s])
+            xp.multiply(a[s], self.mask[s], out=out[s])
+        _parallel.map_parts(part, _parallel.parts(xp, a.shape[0]))
+        return out
 
     def backward(self, g):
         return (_in_parts(_xp(g).multiply, g, self.mask),)

@@ -3,19 +3,38 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import get_array_module as _xp
+from . import _parallel
+
+
+def _reshaped(a, shape):
+    """``a.reshape(shape)``; when that must copy (e.g. flattening channels-last activations
+    into a dense layer's rows) and the batch axis is kept, the copy runs per batch part on
+    the CPU workers (:mod:`._parallel`)."""
+    shape = tuple(shape)
+    if (a.flags.c_contiguous or a.ndim == 0 or not shape or shape[0] != a.shape[0]
+            or a.nbytes < _parallel.MIN_PARALLEL_BYTES or -1 in shape[:1]):
+        return a.reshape(shape)
+    xp = _xp(a)
+    per_image = a[:1].reshape((1,) + shape[1:]).shape[1:]   # resolves -1, refuses a wrong size
+    out = xp.empty((a.shape[0],) + per_image, dtype=a.dtype)
+
+    def part(s):
+        out[s].reshape(a[s].shape)[...] = a[s]   # out is C-ordered: its part reshapes as a view
+    _parallel.map_parts(part, _parallel.parts(xp, a.shape[0]))
+    return out
 
 
 class Reshape(Function):
     def forward(self, a, shape):
         self.shape = a.shape
         try:
-            return a.reshape(shape)
+            return _reshaped(a, shape)
         except ValueError:
             raise ValueError(f"reshape: cannot reshape a tensor of shape {a.shape} "
                              f"({a.size} elements) into {tuple(shape)}") from None
 
     def backward(self, g):
-        return (g.reshape(self.shape),)
+        return (_reshaped(g, self.shape),)
 
 
 class Transpose(Function):
