@@ -11,7 +11,7 @@ import pytest
 from minivae import backend, gradcheck
 from minivae.autograd import Tensor
 from minivae.nn.conv import Conv2d, ConvTranspose2d
-from minivae.ops import _parallel, winograd
+from minivae.ops import _parallel, winograd, winograd_math
 from minivae.ops import conv as conv_ops
 from minivae.ops.conv import conv2d, conv_transpose2d
 
@@ -31,7 +31,7 @@ def _matrices(m):
     matrices, which test_toom_cook_matrices_compute_the_correlation checks against a loop."""
     if m == 2:
         return AT, G, BT
-    return tuple(numpy.array([[float(v) for v in row] for row in mat]) for mat in winograd.toom_cook(m, winograd.POINTS[m]))
+    return tuple(numpy.array([[float(v) for v in row] for row in mat]) for mat in winograd_math.toom_cook(m, winograd_math.POINTS[m]))
 
 
 def _dot(a, b):
@@ -64,7 +64,7 @@ def test_toom_cook_matrices_compute_the_correlation(m, points):
     """Aᵀ[(G g) ⊙ (Bᵀ d)] = (Σ_k d[i + k] g[k])_i for random d, g (the definition of F(m, 2)),
     with exact rational arithmetic, and F(2, 2) is the paper's."""
     from fractions import Fraction
-    at, g_mat, bt = winograd.toom_cook(m, points)
+    at, g_mat, bt = winograd_math.toom_cook(m, points)
     gen = numpy.random.default_rng(0)
     for _ in range(3):
         d = [Fraction(int(v)) for v in gen.integers(-9, 10, m + 1)]
@@ -79,7 +79,7 @@ def test_toom_cook_matrices_compute_the_correlation(m, points):
         assert numpy.array_equal(G, numpy.array([[float(v) for v in r] for r in g_mat]))
         assert numpy.array_equal(AT, numpy.array([[float(v) for v in r] for r in at]))
     with pytest.raises(ValueError, match="needs 4 finite points"):
-        winograd.toom_cook(4, (0, 1))
+        winograd_math.toom_cook(4, (0, 1))
 
 
 @pytest.mark.parametrize("m", [2, 4])
@@ -87,7 +87,7 @@ def test_space_to_depth_index_formula(m):
     gen = numpy.random.default_rng(1)
     n, h, w, c, (ph, pw), (ta, tb) = 2, 6, 4, 3, (1, 2), (3, 3)
     x = gen.standard_normal((n, h, w, c))
-    u = winograd.space_to_depth(x, (ph, pw), (ta, tb), m=m)
+    u = winograd_math.space_to_depth(x, (ph, pw), (ta, tb), m=m)
     assert u.shape == (n, m * ta + 1, 2, m * tb + 1, 2, c)
     for p in range(m * ta + 1):
         for r in range(2):
@@ -108,7 +108,7 @@ def test_input_transform_is_bt_d_b_on_every_tile(m):
         for b in range(tb):
             d = u[:, m * a:m * a + m + 1, :, m * b:m * b + m + 1]       # (n, m+1, r, m+1, r', c): one tile
             expected[:, :, :, a, b] = numpy.einsum("xi,yj,nirjsc->xynrsc", bt, bt, d)
-    got = winograd.input_transform(u, m=m)
+    got = winograd_math.input_transform(u, m=m)
     numpy.testing.assert_allclose(got, expected.reshape((m + 1) ** 2, n * ta * tb, 4 * c), rtol=1e-13, atol=1e-13)
 
 
@@ -124,7 +124,7 @@ def test_weight_transform_is_g_v_gt(m):
                 for r2 in range(2):
                     v[t, t2, r, r2] = w[:, :, 2 * t + r, 2 * t2 + r2].T
     expected = numpy.einsum("xt,ys,tsk->xyk", g_mat, g_mat, v.reshape(2, 2, -1)).reshape((m + 1) ** 2, 4 * c, o)
-    numpy.testing.assert_allclose(winograd.weight_transform(w, m=m), expected, rtol=1e-13, atol=1e-13)
+    numpy.testing.assert_allclose(winograd_math.weight_transform(w, m=m), expected, rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("m", [2, 4])
@@ -140,7 +140,7 @@ def test_output_transform_is_at_m_a(with_bias, m):
         for b in range(tb):
             tile = numpy.einsum("ix,jy,xyno->nijo", at, at, tiles6[:, :, :, a, b])
             expected[:, m * a:m * a + m, m * b:m * b + m] = tile + bias
-    got = winograd.output_transform(mm, n, (ta, tb), bias if with_bias else None, m=m)
+    got = winograd_math.output_transform(mm, n, (ta, tb), bias if with_bias else None, m=m)
     numpy.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
 
 
@@ -151,22 +151,22 @@ def test_each_adjoint_passes_the_dot_product_test(m):
     n, ta, tb, c, o, p = 2, 3, 2, 3, 4, (m + 1) ** 2
     u = gen.standard_normal((n, m * ta + 1, 2, m * tb + 1, 2, c))
     dd = gen.standard_normal((p, n * ta * tb, 4 * c))
-    du = winograd.input_transform_adjoint(dd, u.shape, numpy.float64, m=m)
+    du = winograd_math.input_transform_adjoint(dd, u.shape, numpy.float64, m=m)
     assert du.shape == u.shape
-    assert _rel(_dot(winograd.input_transform(u, m=m), dd), _dot(u, du)) < 1e-12
+    assert _rel(_dot(winograd_math.input_transform(u, m=m), dd), _dot(u, du)) < 1e-12
 
     mm, dy = gen.standard_normal((p, n * ta * tb, o)), gen.standard_normal((n, m * ta, m * tb, o))
-    assert _rel(_dot(winograd.output_transform(mm, n, (ta, tb), m=m), dy),
-                _dot(mm, winograd.output_transform_adjoint(dy, (ta, tb), m=m))) < 1e-12
+    assert _rel(_dot(winograd_math.output_transform(mm, n, (ta, tb), m=m), dy),
+                _dot(mm, winograd_math.output_transform_adjoint(dy, (ta, tb), m=m))) < 1e-12
     # a non-contiguous image gradient (any strides) gives the same dM
     dy_view = numpy.ascontiguousarray(dy.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
-    numpy.testing.assert_array_equal(winograd.output_transform_adjoint(dy_view, (ta, tb), m=m),
-                                     winograd.output_transform_adjoint(dy, (ta, tb), m=m))
+    numpy.testing.assert_array_equal(winograd_math.output_transform_adjoint(dy_view, (ta, tb), m=m),
+                                     winograd_math.output_transform_adjoint(dy, (ta, tb), m=m))
 
     w, dgw = gen.standard_normal((o, c, 4, 4)), gen.standard_normal((p, 4 * c, o))
-    dw = winograd.weight_transform_adjoint(dgw, c, m=m)
+    dw = winograd_math.weight_transform_adjoint(dgw, c, m=m)
     assert dw.shape == w.shape
-    assert _rel(_dot(winograd.weight_transform(w, m=m), dgw), _dot(w, dw)) < 1e-12
+    assert _rel(_dot(winograd_math.weight_transform(w, m=m), dgw), _dot(w, dw)) < 1e-12
 
 
 def test_tiles_and_applies():
