@@ -41,9 +41,11 @@ _LOCK = threading.Lock()
 MIN_PARALLEL_MACS = 1 << 26
 MIN_PARALLEL_ROWS = 64
 
-# Below this much data an op runs as one part: handing work to the threads costs tens
-# of microseconds, as much as a small op itself.
-MIN_PARALLEL_BYTES = 1 << 20
+# Below this much data a memory-bound op (ReLU, a copying reshape, BatchNorm) runs as one
+# part: on the 2-core VM one hand-off to a worker and back costs 60-100 us (two thread
+# wake-ups), more than half of such an op on 1-4 MiB. Measured break-even: ReLU between
+# 4 and 8 MiB, BatchNorm at about 4 MiB (fwd + vjp, 1 vs 2 parts, interleaved).
+MIN_PARALLEL_BYTES = 4 << 20
 
 
 def _openblas_local_setter():
