@@ -354,20 +354,37 @@ def test_bad_algorithm_and_geometry_are_refused():
                          algorithm="winograd")
 
 
-def _fn_class(op, cin, cout, transposed=False):
-    x = Tensor(backend.to_device(numpy.ones((1, cin, 4, 4))), requires_grad=True)
+def _fn_class(op, cin, cout, transposed=False, side=8):
+    x = Tensor(backend.to_device(numpy.ones((1, cin, side, side))), requires_grad=True)
     w = Tensor(backend.to_device(numpy.ones((cin, cout, 4, 4) if transposed else (cout, cin, 4, 4))))
     return type(op(x, w, stride=2, padding=1)._fn)
 
 
+def test_used_fraction_counts_the_outputs_the_tiles_keep():
+    """Output side (s + 2p)/2 − 1 of the 2×2 convolution on the space-to-depth image, over
+    whole 4×4 tiles: 7×7 keeps 49 of 64, 8×8 all, 2×2 4 of 16, 7×5 35 of 64."""
+    assert winograd.used_fraction((14, 14), (1, 1)) == 49 / 64
+    assert winograd.used_fraction((16, 16), (1, 1)) == 1.0
+    assert winograd.used_fraction((4, 4), (1, 1)) == 4 / 16
+    assert winograd.used_fraction((14, 10), (1, 1)) == 35 / 64
+    assert winograd.used_fraction((12, 12), (2, 2)) == 49 / 64
+
+
 def test_auto_picks_winograd_for_wide_layers():
+    """Winograd when min(channels) × used fraction ≥ 32 (measured; see MIN_AUTO_CHANNELS)."""
     backend.use("numpy", dtype="float64", seed=0)
     assert winograd.MIN_AUTO_CHANNELS == 32
     assert _fn_class(conv2d, 64, 128) is winograd.WinogradConv2d
-    assert _fn_class(conv2d, 32, 64) is winograd.WinogradConv2d
-    assert _fn_class(conv2d, 16, 64) is conv_ops.Conv2d
-    assert _fn_class(conv2d, 3, 64) is conv_ops.Conv2d
-    assert _fn_class(conv_transpose2d, 128, 64, True) is winograd.WinogradConvTranspose2d
+    assert _fn_class(conv2d, 32, 64, side=16) is winograd.WinogradConv2d
+    assert _fn_class(conv2d, 32, 64, side=14) is conv_ops.Conv2d          # 32·49/64 < 32 (mnist-conv)
+    assert _fn_class(conv2d, 64, 128, side=14) is winograd.WinogradConv2d  # 64·49/64 ≥ 32
+    assert _fn_class(conv2d, 128, 256, side=4) is winograd.WinogradConv2d  # 2×2 of 4×4: 128/4 = 32, the bound
+    assert _fn_class(conv2d, 96, 256, side=4) is conv_ops.Conv2d           # 96/4 = 24
+    assert _fn_class(conv2d, 16, 64, side=16) is conv_ops.Conv2d
+    assert _fn_class(conv2d, 3, 64, side=32) is conv_ops.Conv2d
+    assert _fn_class(conv_transpose2d, 128, 64, True, side=8) is winograd.WinogradConvTranspose2d
+    assert _fn_class(conv_transpose2d, 64, 32, True, side=7) is conv_ops.ConvTranspose2d   # mnist-conv
+    assert _fn_class(conv_transpose2d, 64, 32, True, side=8) is winograd.WinogradConvTranspose2d
     assert _fn_class(conv_transpose2d, 64, 3, True) is conv_ops.ConvTranspose2d
 
 
@@ -381,11 +398,12 @@ def test_auto_never_picks_winograd_on_cupy(cupy_backend):
 def test_layers_go_through_winograd_and_gradcheck():
     backend.use("numpy", dtype="float64", seed=0)
     conv, tconv = Conv2d(64, 64, 4, stride=2, padding=1), ConvTranspose2d(64, 64, 4, stride=2, padding=1)
-    x = gradcheck.random_input((2, 64, 4, 4), seed=18)
-    y = conv(x)
+    x = gradcheck.random_input((2, 64, 8, 8), seed=18)
+    y = conv(x)   # "auto": 4×4 outputs fill the tiles
     assert isinstance(y._fn, winograd.WinogradConv2d) and isinstance(tconv(y)._fn, winograd.WinogradConvTranspose2d)
     numpy.testing.assert_allclose(y.numpy(), _direct_conv2d(x.numpy(), conv.weight.numpy(), conv.bias.numpy(), 2, 1),
                                   rtol=1e-12, atol=1e-12)
+    conv.algorithm = tconv.algorithm = "winograd"   # partly filled tiles below: "auto" takes im2col there
     for layer, shape in [(conv, (2, 64, 4, 4)), (tconv, (2, 64, 3, 2))]:
         gradcheck.check_module(layer, gradcheck.random_input(shape, seed=19), mode="directional", n_directions=1)
 

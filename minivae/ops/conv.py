@@ -18,8 +18,10 @@ document processing"; Chainer's ``im2col``/``col2im``):
 Algorithms. :func:`conv2d` and :func:`conv_transpose2d` take ``algorithm``: "im2col" (the
 Functions below: the exact GEMM, the reference), "winograd" (:mod:`.winograd`: 4×4
 stride-2 layers, F(4×4, 2×2) on the space-to-depth image, 0.39× the multiplications),
-or "auto" -- Winograd where it applies, from 32 channels, on NumPy (where it was
-measured faster: ``benchmarks/bench_conv.py --algorithm``), else im2col.
+or "auto" -- Winograd where it applies, on NumPy, for layers wide enough (the smaller
+channel count times the fraction of the tiles' outputs kept reaches
+:data:`.winograd.MIN_AUTO_CHANNELS`; measured: ``benchmarks/bench_conv.py --algorithm``),
+else im2col.
 
 Memory layout. Activations are produced *channels-last* in memory (N, H, W, C) and
 handed out as the NCHW-shaped transposed view: conv2d's output (the layout the GEMM
@@ -299,14 +301,16 @@ ALGORITHMS = ("auto", "im2col", "winograd")
 def _algorithm(op, algorithm, weight, stride, padding, in_size, output_padding=(0, 0)):
     """Whether to run the Winograd path (:mod:`.winograd`): always for ``"winograd"`` (an
     error if the geometry is not a 4×4 kernel with stride 2), never for ``"im2col"``,
-    and for ``"auto"`` whenever it applies."""
+    and for ``"auto"`` where it applies, on NumPy, to wide enough layers (see
+    :data:`.winograd.MIN_AUTO_CHANNELS`)."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"{op}: unknown algorithm {algorithm!r}; choose one of: {', '.join(ALGORITHMS)}")
     if algorithm == "im2col" or len(weight.shape) != 4 or len(in_size) != 2:
         return False
     fits = winograd.applies(weight.shape[2:], stride, padding, in_size, output_padding)
     if algorithm == "auto":   # measured on the CPU only (benchmarks/bench_conv.py --algorithm)
-        return fits and min(weight.shape[:2]) >= winograd.MIN_AUTO_CHANNELS and _xp(getattr(weight, "data", weight)).__name__ == "numpy"
+        return (fits and _xp(getattr(weight, "data", weight)).__name__ == "numpy"
+                and min(weight.shape[:2]) * winograd.used_fraction(in_size, padding) >= winograd.MIN_AUTO_CHANNELS)
     if not fits:
         raise ValueError(f"{op}: algorithm='winograd' needs a 4x4 kernel, stride 2, no output_padding and an "
                          f"even padded size; got weight {tuple(weight.shape)}, stride {stride}, padding {padding}")
@@ -317,7 +321,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, algorithm="auto"):
     """2-D convolution (cross-correlation) of NCHW ``x`` with weight (out, in, kh, kw).
 
     ``algorithm``: "im2col" (:class:`Conv2d`), "winograd" (4×4 kernels with stride 2,
-    :class:`.winograd.WinogradConv2d`), or "auto" (Winograd where it applies)."""
+    :class:`.winograd.WinogradConv2d`), or "auto" (Winograd where it applies and pays, see :func:`_algorithm`)."""
     args = (x, weight) if bias is None else (x, weight, bias)
     stride, padding = pair_arg("conv2d", "stride", stride, 1), pair_arg("conv2d", "padding", padding, 0)
     if _algorithm("conv2d", algorithm, weight, stride, padding, tuple(x.shape[2:])):

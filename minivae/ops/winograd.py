@@ -41,6 +41,15 @@ def tiles(out_size, m=None) -> tuple[int, int]:
     return tuple(-(-s // m) for s in out_size)
 
 
+def used_fraction(in_size, padding) -> float:
+    """The fraction of the tiles' outputs that the result keeps: the tiles cover the output
+    of the 2×2 convolution on the space-to-depth image, (s + 2p)/2 − 1 per side (``in_size``
+    as in :func:`applies`), rounded up to whole m×m tiles (7×7 → 8×8 keeps 49/64)."""
+    out = [(s + 2 * p) // 2 - 1 for s, p in zip(in_size, padding)]
+    covered = [TILE * t for t in tiles(out)]
+    return (out[0] * out[1]) / (covered[0] * covered[1])
+
+
 def channel_sums(a):
     """Σ over (N, H, W) of an NCHW-shaped array: one GEMV when channels-last (several
     times faster than sum), else NumPy's sum (no transposing copy)."""
@@ -71,9 +80,13 @@ def _unpadded(du, size, padding):
     return du.reshape(n, 2 * p, 2 * q, c)[:, ph:ph + h, pw:pw + w]
 
 
-# "auto" picks Winograd only when both channel counts reach this: with fewer, a layer is
-# bound by memory traffic, not GEMMs, and the transforms cost more than they save
-# (benchmarks/bench_conv.py --algorithm).
+# "auto" picks Winograd only when the smaller channel count, times the fraction of the
+# tiles' outputs that are kept (:func:`used_fraction`), reaches this: with fewer, a layer
+# is bound by memory traffic, not GEMMs, and the transforms cost more than they save.
+# Measured (fwd + vjp, batch 128, 5 interleaved rounds; benchmarks/bench_conv.py
+# --algorithm for the presets' layers): 32→32 and 32→64 channels with 8×8 outputs
+# 27 % and 20 % faster by Winograd; 32→64 and 64→32 with 7×7 (tiles keep 49/64, so
+# 24.5 < 32) 4-9 % slower; 64→128 with 7×7 (49 ≥ 32) 19 % faster.
 MIN_AUTO_CHANNELS = 32
 
 # Target size of one batch chunk's D and M on the CPU. Measured on cifar-conv: 256 KiB-1 MiB

@@ -83,7 +83,7 @@ class RunSettings:
     dtype: str = setting("float32", "floating-point precision", kind="str", choices=("float32", "float64"))
     conv_algorithm: str = setting("auto", "how convolutions are computed: im2col (exact GEMM), winograd "
                                   "(F(4x4,2x2) for 4x4 stride-2 layers: fewer multiplications, float32 error "
-                                  "about 10x im2col's) or auto (Winograd from 32 channels on the CPU)",
+                                  "about 10x im2col's) or auto (Winograd on the CPU for layers wide enough that it pays)",
                                   kind="str", choices=("auto", "im2col", "winograd"))
     seed: int = setting(0, "random seed (data order, initialisation, ε)", kind="int", check=non_negative)
     out: str = setting(None, "run folder (default runs/<dataset>-<preset>-<objective>[-<what sets it apart>])",
