@@ -13,7 +13,6 @@ from minivae.autograd import Tensor
 from minivae.ops import _parallel
 from minivae.ops import batchnorm as bn_ops
 from minivae.ops import conv as conv_ops
-from minivae.ops import winograd_math
 from minivae.ops.batchnorm import batch_norm
 from minivae.ops.conv import conv2d, conv_transpose2d
 from minivae.ops.linalg import linear
@@ -30,7 +29,6 @@ def workers(monkeypatch):
         state = {"workers": k, "setter": (lambda threads: 0)}
         monkeypatch.setattr(_parallel, "_STATE", state)
         monkeypatch.setattr(_parallel, "MIN_PARALLEL_BYTES", 0)   # tiny test arrays too
-        monkeypatch.setattr(winograd_math, "WEIGHT_PARALLEL_BYTES", 0)
         pools.append(state)
     yield force
     for state in pools:
@@ -61,8 +59,6 @@ def test_small_ops_run_as_one_part(workers):
     _parallel.MIN_PARALLEL_BYTES = 1 << 20   # the fixture's monkeypatch restores it
     assert _parallel.parts(numpy, 128, nbytes=1000) == [slice(0, 128)]
     assert len(_parallel.parts(numpy, 128, nbytes=2 << 20)) == 2
-    assert _parallel.parts(numpy, 128, nbytes=2 << 20, min_bytes=4 << 20) == [slice(0, 128)]   # an op's own bound
-    assert len(_parallel.parts(numpy, 128, nbytes=4 << 20, min_bytes=4 << 20)) == 2
 
 
 def test_a_forked_child_starts_its_own_pool(workers):

@@ -130,11 +130,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
-def parts(xp, n: int, nbytes: int | None = None, min_bytes: int | None = None) -> list:
+def parts(xp, n: int, nbytes: int | None = None) -> list:
     """The batch [0, n) as one slice per worker; one slice off the CPU, without workers, or
-    when the op touches fewer than ``min_bytes`` (default :data:`MIN_PARALLEL_BYTES`) as
-    ``nbytes``, if given."""
-    small = nbytes is not None and nbytes < (MIN_PARALLEL_BYTES if min_bytes is None else min_bytes)
+    when the op touches fewer than ``MIN_PARALLEL_BYTES`` (``nbytes``, if given)."""
+    small = nbytes is not None and nbytes < MIN_PARALLEL_BYTES
     count = min(n, cpu_workers()) if xp.__name__ == "numpy" and not small else 1
     bounds = [n * k // count for k in range(count + 1)]
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]

@@ -35,10 +35,7 @@ from . import _parallel
 TILE = 4
 POINTS = {2: (0, 1), 4: (0, 1, -1, 2)}
 
-# The weight transforms are GEMMs, not single passes over memory: split over the CPU workers
-# from 1 MiB (cifar-conv's 3.3 MiB transforms measured 0.2-0.4 ms faster per layer split than
-# whole, against _parallel.MIN_PARALLEL_BYTES for memory-bound ops).
-WEIGHT_PARALLEL_BYTES = 1 << 20
+
 
 
 def toom_cook(m, points):
@@ -109,7 +106,7 @@ def weight_transform(weight, m=None):
         v = xp.ascontiguousarray(weight[s].reshape(n, c, 2, 2, 2, 2).transpose(2, 4, 0, 3, 5, 1))   # (t, t', o, r, r', c)
         xp.matmul(kg, v.reshape(4, n * 4 * c), out=gw[:, s].reshape(kg.shape[0], n * 4 * c))
 
-    _parallel.map_parts(work, _parallel.parts(xp, o, gw.nbytes, WEIGHT_PARALLEL_BYTES))
+    _parallel.map_parts(work, _parallel.parts(xp, o, gw.nbytes))
     return gw.transpose(0, 2, 1)
 
 
@@ -128,7 +125,7 @@ def weight_transform_adjoint(dgw, c, m=None):
         dv = kg.T @ dgw_oc[:, s].reshape(kg.shape[0], n * 4 * c)       # (t, t', o, r, r', c)
         dw[s].reshape(n, c, 2, 2, 2, 2)[...] = dv.reshape(2, 2, n, 2, 2, c).transpose(2, 5, 0, 3, 1, 4)
 
-    _parallel.map_parts(work, _parallel.parts(xp, o, dgw.nbytes, WEIGHT_PARALLEL_BYTES))
+    _parallel.map_parts(work, _parallel.parts(xp, o, dgw.nbytes))
     return dw
 
 
