@@ -3,12 +3,18 @@
 ``minivae.ops._parallel`` runs an op on one part of the batch per core, but handing a
 part to a worker thread and waiting for it costs two thread wake-ups. Memory-bound ops
 (ReLU, BatchNorm, copying reshapes) on fewer than ``MIN_PARALLEL_BYTES`` run as one part
-instead. This benchmark measures that break-even, in one process, with the two settings
-interleaved round by round (so that drifts of the machine's speed hit both alike):
+instead. This benchmark measures the ops' own break-even, in one process, with the two
+settings interleaved round by round (so that drifts of the machine's speed hit both
+alike). It is a lower bound on where splitting pays: in whole training steps splitting
+paid from 1 MiB, where the ops alone still ran faster whole (see ``_parallel``).
 
 * the bare hand-off: ``map_parts`` of parts that do nothing, against a plain call;
 * ReLU and BatchNorm2d (training, affine) forward + vjp on channels-last activations of
-  1-16 MiB (batch 128), forced to one part and to one part per worker.
+  1-16 MiB (batch 128), forced to one part and to one part per worker. Each call takes
+  the next of several inputs (96 MiB in all), so that it starts from memory as in a
+  training step; ``--hot`` reuses one input, which stays in cache and flatters one part
+  (measured: one part looked faster up to 4 MiB hot, while in whole training steps the
+  split parts were faster from 1 MiB).
 
     python benchmarks/bench_parts.py
     python benchmarks/bench_parts.py --rounds 9 --sizes 2,4,8
@@ -51,20 +57,33 @@ def _channels_last(shape, gen):
     return numpy.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
-def _ops(mib, gen):
-    """fwd + vjp closures of ReLU and BatchNorm2d on a (128, C, 8, 8) activation of ``mib`` MiB."""
+COLD_BYTES = 96 << 20   # inputs cycled through per size: more than the caches hold
+
+
+def _ops(mib, gen, cold=True):
+    """fwd + vjp closures of ReLU and BatchNorm2d on (128, C, 8, 8) activations of ``mib`` MiB;
+    each call takes the next of several input/gradient pairs (cache-cold, as in a training
+    step, where an activation was last touched a whole layer ago) unless ``cold`` is False."""
     channels = max(1, int(mib * 2 ** 20) // (4 * 128 * 64))
     shape = (128, channels, 8, 8)
-    x = Tensor(_channels_last(shape, gen), requires_grad=True)
-    g = _channels_last(shape, gen)
+    copies = max(1, COLD_BYTES // (2 * 4 * 128 * 64 * channels)) if cold else 1
+    pairs = [(Tensor(_channels_last(shape, gen), requires_grad=True), _channels_last(shape, gen))
+             for _ in range(copies)]
     weight = Tensor(numpy.ones(channels, numpy.float32), requires_grad=True)
     bias = Tensor(numpy.zeros(channels, numpy.float32), requires_grad=True)
     stats = [numpy.zeros(channels, numpy.float32), numpy.ones(channels, numpy.float32)]
+    turn = [0]
+
+    def next_pair():
+        turn[0] += 1
+        return pairs[turn[0] % len(pairs)]
 
     def relu():
+        x, g = next_pair()
         ReLU.apply(x)._fn.backward(g)
 
     def bn():
+        x, g = next_pair()
         batch_norm(x, weight, bias, *stats, training=True)._fn.backward(g)
     return {"relu": relu, "batchnorm": bn}
 
@@ -74,6 +93,7 @@ def main(argv=None):
     p.add_argument("--sizes", default="1,2,4,6,8,16", help="comma-separated activation sizes in MiB")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per setting and round (median)")
+    p.add_argument("--hot", action="store_true", help="reuse one input (cache-hot): flatters one part")
     args = p.parse_args(argv)
     workers = _parallel.cpu_workers()
     print(f"{workers} CPU workers; MIN_PARALLEL_BYTES = {_parallel.MIN_PARALLEL_BYTES / 2 ** 20:g} MiB; "
@@ -92,7 +112,7 @@ def main(argv=None):
     saved = _parallel.MIN_PARALLEL_BYTES
     try:
         for mib in (float(s) for s in args.sizes.split(",")):
-            for name, fn in _ops(mib, gen).items():
+            for name, fn in _ops(mib, gen, cold=not args.hot).items():
                 times = {ONE_PART: [], PER_WORKER: []}
                 for _ in range(args.rounds):
                     for setting in times:

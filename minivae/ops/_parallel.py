@@ -41,11 +41,13 @@ _LOCK = threading.Lock()
 MIN_PARALLEL_MACS = 1 << 26
 MIN_PARALLEL_ROWS = 64
 
-# Below this much data a memory-bound op (ReLU, a copying reshape, BatchNorm) runs as one
-# part: on the 2-core VM one hand-off to a worker and back costs 60-100 us (two thread
-# wake-ups), more than half of such an op on 1-4 MiB. Measured break-even: ReLU between
-# 4 and 8 MiB, BatchNorm at about 4 MiB (fwd + vjp, 1 vs 2 parts, interleaved).
-MIN_PARALLEL_BYTES = 4 << 20
+# Below this much data an op runs as one part. A hand-off to a worker and back costs
+# 35-100 us on the 2-core VM (two thread wake-ups; benchmarks/bench_parts.py), and the op
+# alone, timed by itself, runs faster as one part up to ~4 MiB. But in whole training
+# steps 4 MiB was slower than 1 MiB (in-process A/B, 10 rounds each: mnist-conv 3 and
+# cifar-conv 2 of 10 rounds faster): a worker used more often wakes faster for the
+# convolutions. Hence 1 MiB.
+MIN_PARALLEL_BYTES = 1 << 20
 
 
 def _openblas_local_setter():
