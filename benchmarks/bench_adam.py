@@ -10,6 +10,11 @@ by round in one process (machine drift hits all alike), on the flat buffers of
 (timed after minivae's rounds: PyTorch's OpenMP threads keep spinning after each step
 and would slow the NumPy threads interleaved with them).
 
+Alone, the buffers stay in the shared cache between steps and larger blocks win; inside
+a training step the rest of the step evicts them, and the default (2^16, L2-sized
+blocks) held up there (see ``minivae/optim/optimizer.py``): read these as the
+optimiser's own cost, not as the block size to use.
+
     python benchmarks/bench_adam.py
     python benchmarks/bench_adam.py --blocks 16,18 --rounds 9
 

@@ -30,14 +30,15 @@ import os
 from .. import backend
 from ..autograd import Tensor
 
-# Blocking on the CPU: a step runs its dozen ufuncs on blocks of this many values, so
-# a block's parameters, gradients, moments and scratch (6 MiB in float32) are re-read
-# from the large shared cache instead of memory, and each ufunc call is long enough
-# that its fixed cost (a few us) does not count. Measured (Adam step alone, 5
-# interleaved rounds, 2 cores): 2^18 beat 2^16, 2^17 and 2^19 on all three presets'
-# parameter counts, e.g. mnist-conv's 1.69 M parameters 2.08 ms against 2.90 ms with
-# 2^16. On CuPy the whole buffer is one block.
-CPU_BLOCK = 1 << 18
+# Cache blocking on the CPU: a step runs its dozen ufuncs on blocks of this many
+# values, so the block's parameters, gradients, moments and scratch (~1.5 MiB in
+# float32) stay in L2 between operations -- about 25% faster than whole-buffer
+# passes for a 440k-parameter VAE on 2 cores. (Timed alone, an Adam step is faster
+# with 2^17-2^18 values per block -- benchmarks/bench_adam.py -- where its buffers stay
+# in the shared cache; inside training steps, which evict them, 2^18 was not faster:
+# mnist-dense 4.5-6.1 against 4.5-5.6 ms in fresh processes.) On CuPy the whole buffer
+# is one block.
+CPU_BLOCK = 1 << 16
 _POOLS = {}
 
 
