@@ -83,10 +83,11 @@ def _unpadded(du, size, padding):
 # "auto" picks Winograd only when the smaller channel count, times the fraction of the
 # tiles' outputs that are kept (:func:`used_fraction`), reaches this: with fewer, a layer
 # is bound by memory traffic, not GEMMs, and the transforms cost more than they save.
-# Measured (fwd + vjp, batch 128, 5 interleaved rounds; benchmarks/bench_conv.py
-# --algorithm for the presets' layers): 32→32 and 32→64 channels with 8×8 outputs
-# 27 % and 20 % faster by Winograd; 32→64 and 64→32 with 7×7 (tiles keep 49/64, so
-# 24.5 < 32) 4-9 % slower; 64→128 with 7×7 (49 ≥ 32) 19 % faster.
+# Measured (fwd + vjp, batch 128, both algorithms alternated in one process for 5
+# rounds): 32→32 and 32→64 channels with 8×8 outputs 27 % and 20 % faster by Winograd;
+# mnist-conv's 32→64 and 64→32 with 7×7 (tiles keep 49/64, so 24.5 < 32) 4-20 % slower;
+# 64→128 with 7×7 (49 ≥ 32) 19 % faster. The presets' layers: benchmarks/bench_conv.py
+# --algorithm im2col|winograd; a whole step: benchmarks/bench_ab.py.
 MIN_AUTO_CHANNELS = 32
 
 # Target size of one batch chunk's D and M on the CPU. Measured on cifar-conv: 256 KiB-1 MiB
