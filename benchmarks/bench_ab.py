@@ -27,7 +27,6 @@ import importlib
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,13 +90,8 @@ def main(argv=None):
         for r in range(args.rounds):
             for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
                 apply(name)
-                step()   # one untimed step: caches and pools settle on the setting
-                t = []
-                for _ in range(args.steps):
-                    t0 = time.perf_counter()
-                    step()
-                    t.append(time.perf_counter() - t0)
-                times[name].append(statistics.median(t) * 1e3)
+                # one untimed step first: caches and pools settle on the setting
+                times[name].append(bench_step.median_ms(step, args.steps))
     finally:
         apply("A")
         for (module, attribute), value in defaults.items():

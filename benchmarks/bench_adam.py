@@ -26,7 +26,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,18 +37,6 @@ from minivae import backend  # noqa: E402
 from minivae.optim import Adam  # noqa: E402
 from minivae.optim import optimizer as optimizer_module  # noqa: E402
 from minivae.vae import build_model  # noqa: E402
-
-PRESETS = ("mnist-dense", "mnist-conv", "cifar-conv")
-
-
-def _median_ms(step, repeats):
-    step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def _torch_step(size, seed):
@@ -78,7 +65,7 @@ def main(argv=None):
     print(f"{'preset':12s} {'params':>9s} " + " ".join(f"{'2^' + str(e):>7s}" for e in exponents)
           + ("" if args.no_torch else f" {'torch':>7s}"))
     try:
-        for preset in PRESETS:
+        for preset in bench_step.PRESETS:
             backend.use("numpy", dtype="float32", seed=0)
             opt = Adam(build_model(None, **bench_step.model_spec(preset)).parameters(), lr=1e-3)
             size = opt.flat_params.size
@@ -89,9 +76,9 @@ def main(argv=None):
             for _ in range(args.rounds):
                 for e in exponents:
                     optimizer_module.CPU_BLOCK = 1 << e
-                    times[e].append(_median_ms(opt.step, args.repeats))
+                    times[e].append(bench_step.median_ms(opt.step, args.repeats))
             for _ in range(args.rounds if torch_step is not None else 0):   # after minivae's rounds:
-                times["torch"].append(_median_ms(torch_step, args.repeats))  # its OpenMP threads spin on
+                times["torch"].append(bench_step.median_ms(torch_step, args.repeats))  # its OpenMP threads spin on
             row = " ".join(f"{statistics.median(times[e]):7.2f}" for e in exponents)
             if not args.no_torch:
                 row += f" {statistics.median(times['torch']):7.2f}" if times["torch"] else f" {'-':>7s}"

@@ -28,11 +28,13 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy  # noqa: E402
+
+from bench_step import median_ms  # noqa: E402
 
 from minivae.autograd import Tensor  # noqa: E402
 from minivae.ops import _parallel  # noqa: E402
@@ -40,16 +42,6 @@ from minivae.ops.activation import ReLU  # noqa: E402
 from minivae.ops.batchnorm import batch_norm  # noqa: E402
 
 ONE_PART, PER_WORKER = 1 << 62, 0   # values of MIN_PARALLEL_BYTES that force each setting
-
-
-def _median_us(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
 
 
 def _channels_last(shape, gen):
@@ -104,8 +96,8 @@ def main(argv=None):
     two = _parallel.parts(numpy, 128)
     handoff = {"plain call": [], "map_parts": []}
     for _ in range(args.rounds):
-        handoff["plain call"].append(_median_us(lambda: (lambda s: None)(two[0]), 200))
-        handoff["map_parts"].append(_median_us(lambda: _parallel.map_parts(lambda s: None, two), 200))
+        handoff["plain call"].append(1e3 * median_ms(lambda: (lambda s: None)(two[0]), 200))
+        handoff["map_parts"].append(1e3 * median_ms(lambda: _parallel.map_parts(lambda s: None, two), 200))
     print("hand-off of empty parts: " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in handoff.items()))
     gen = numpy.random.default_rng(0)
     print(f"{'op':10s} {'MiB':>5s} {'one part':>9s} {'per worker':>11s} {'faster':>11s}")
@@ -117,7 +109,7 @@ def main(argv=None):
                 for _ in range(args.rounds):
                     for setting in times:
                         _parallel.MIN_PARALLEL_BYTES = setting
-                        times[setting].append(_median_us(fn, args.repeats))
+                        times[setting].append(1e3 * median_ms(fn, args.repeats))
                 one, per = (statistics.median(times[s]) for s in (ONE_PART, PER_WORKER))
                 print(f"{name:10s} {mib:5g} {one:9.0f} {per:11.0f} {'one part' if one < per else 'per worker':>11s}")
     finally:

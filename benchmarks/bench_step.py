@@ -82,6 +82,11 @@ def _time_steps(step, steps, warmup, sync):
     return times
 
 
+def median_ms(fn, repeats, warmup=1):
+    """Median milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    return statistics.median(_time_steps(fn, repeats, warmup, lambda: None)) * 1e3
+
+
 # -- minivae -------------------------------------------------------------------------------
 
 def minivae_worker(spec, batch, steps, warmup, backend_name):
