@@ -200,9 +200,9 @@ def test_against_pytorch():
 
 @pytest.mark.parametrize("block_bytes", [None, 4096])
 def test_statistics_without_cancellation(monkeypatch, block_bytes):
-    """float32 activations with a mean far above their spread (10⁴ ± 1): the two-pass
-    variance Σ(x − μ)²/M gives what the float64 formula gives, where E[x²] − μ² in float32
-    would lose every digit (μ² ≈ 1e8 has an ulp of 8). Many small blocks (block_bytes) too."""
+    """float32 activations with a mean far above their spread (10⁴ ± 1): the shifted
+    statistics give what the float64 formula gives, where E[x²] − μ² in float32 would lose
+    every digit (μ² ≈ 1e8 has an ulp of 8). Many small blocks (block_bytes) too."""
     from minivae.ops import batchnorm as bn_ops
     if block_bytes:
         monkeypatch.setattr(bn_ops, "CPU_BLOCK_BYTES", block_bytes)
@@ -215,10 +215,45 @@ def test_statistics_without_cancellation(monkeypatch, block_bytes):
     exact = x.astype(float)
     var = exact.var(axis=(0, 2, 3))
     m = exact.size // 3
-    # measured (one block / many): the float32 sum for μ errs by ≈ 1.2e-6 relative (0.012 at 10⁴),
-    # which moves y by ≈ 0.012 and the variance by (0.012)²/σ² ≈ 1.5e-4; a one-pass variance
-    # would be off by 100 % or more
-    numpy.testing.assert_allclose(rv, var * m / (m - 1), rtol=1e-2)
-    numpy.testing.assert_allclose(rm, exact.mean(axis=(0, 2, 3)), rtol=1e-5)
+    # measured (one block / many): variance 5.7e-6 / 1.7e-6 relative, mean 2.5e-8, y 1e-5 / 3e-6
+    # (the two-pass Σx/M then Σ(x − μ)²/M gave 1.5e-4, 1.2e-6 and 1.2e-2: its μ erred by
+    # float32's rounding of a sum of 10⁴s); a one-pass E[x²] − μ² would be off by 100 % or more
+    numpy.testing.assert_allclose(rv, var * m / (m - 1), rtol=1e-4)
+    numpy.testing.assert_allclose(rm, exact.mean(axis=(0, 2, 3)), rtol=1e-7)
     expected = (exact - exact.mean(axis=(0, 2, 3))[:, None, None]) / numpy.sqrt(var + 1e-5)[:, None, None]
-    numpy.testing.assert_allclose(y, expected, atol=3e-2)
+    numpy.testing.assert_allclose(y, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, channels_last", [((20, 3), False), ((24, 2, 3, 3), False), ((2, 2, 6, 3), True)])
+def test_shift_far_from_the_mean(xp, shape, channels_last):
+    """The statistics' shift K, the mean of the first SHIFT_ROWS rows (images, or pixels of
+    channels-last memory), far from μ: those rows sit 6 above the rest, so δ = μ − K is
+    about −σ. The output, the running statistics and the gradients still match the
+    float64 formulas and finite differences (every δ term of the op counts here)."""
+    from minivae.ops.batchnorm import SHIFT_ROWS
+    gen = numpy.random.default_rng(21)
+    x = gen.normal(0.5, 1.0, size=shape)
+    rows = x.transpose((0,) + tuple(range(2, len(shape))) + (1,)).reshape(-1, shape[1]) if channels_last else x
+    assert rows.shape[0] > SHIFT_ROWS
+    rows[:SHIFT_ROWS] += 6.0   # a view of x: the leading rows in the op's order
+    if channels_last:
+        x = numpy.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    axes = (0,) + tuple(range(2, len(shape)))
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    shift = rows[:SHIFT_ROWS].mean(axis=(0,) + tuple(range(2, rows.ndim)))
+    assert numpy.all(numpy.abs(shift - mean) > numpy.sqrt(var))   # K is far from μ
+    c = shape[1]
+    w, b = numpy.linspace(0.5, 1.5, c), numpy.linspace(-1.0, 1.0, c)
+    rm, rv = backend.to_device(numpy.zeros(c)), backend.to_device(numpy.ones(c))
+    xt = Tensor(backend.to_device(x), requires_grad=True)
+    y = batch_norm(xt, Tensor(backend.to_device(w)), Tensor(backend.to_device(b)), rm, rv, training=True,
+                   momentum=1.0).numpy()
+    bshape = (1, c) + (1,) * (len(shape) - 2)
+    expected = (x - mean.reshape(bshape)) / numpy.sqrt(var + 1e-5).reshape(bshape) * w.reshape(bshape) + b.reshape(bshape)
+    numpy.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    m = x.size // c
+    numpy.testing.assert_allclose(backend.to_host(rm), mean, rtol=1e-12)
+    numpy.testing.assert_allclose(backend.to_host(rv), var * m / (m - 1), rtol=1e-12)
+    wt, bt = Tensor(backend.to_device(w), requires_grad=True), Tensor(backend.to_device(b), requires_grad=True)
+    gradcheck.check(lambda x, w, b: batch_norm(x, w, b, None, None, training=True), [xt, wt, bt],
+                    mode="directional", n_directions=3)

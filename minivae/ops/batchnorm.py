@@ -8,6 +8,18 @@ Per channel c (axis 1), over the M = N (·H·W) values of the batch:
             running_var  ← (1 − m)·running_var  + m·σ²·M/(M − 1)   (unbiased: PyTorch's convention)
     eval:   x̂ = (x − running_mean) / sqrt(running_var + ε),  y = γ x̂ + β
 
+Statistics in one pass over x, by the textbook algorithm on shifted data (Chan, Golub &
+LeVeque 1983, "Algorithms for computing the sample variance: analysis and
+recommendations", The American Statistician 37(3)): with a per-channel
+shift K near μ (the mean of the first :data:`SHIFT_ROWS` rows) and d = x − K,
+
+            δ = Σd/M = μ − K,   μ = K + δ,   σ² = Σd²/M − δ²
+
+exact in real arithmetic for any K; in floating point the subtraction only cancels
+the δ² ≪ σ² that K's distance from μ adds (no E[x²] − μ² cancellation: x ~ 10⁴ ± 1
+keeps its digits, ``tests/test_batchnorm.py``). d is what the op stores, so
+y = d·(γσ⁻¹) + (β − δγσ⁻¹) and Σ g x̂ = σ⁻¹ (Σ g d − δ Σ g).
+
 vjp (g = ∂L/∂y, sums over the M values of a channel):
 
     train:  ∂x = γ/sqrt(σ² + ε) · (g − Σg/M − x̂ · Σ(g x̂)/M)
@@ -21,9 +33,14 @@ from ..backend import get_array_module as _xp
 from . import _parallel
 from ._checks import check_same_dtype
 
-# Rows per block on the CPU: a block's slice of x, x − μ and the output (or g and ∂x)
+# Rows per block on the CPU: a block's slice of x, x − K and the output (or g and ∂x)
 # stay in L2 between the passes over it.
 CPU_BLOCK_BYTES = 1 << 20
+
+# The shift K of the statistics is the per-channel mean of this many leading rows (pixels
+# of channels-last memory, else images): within a fraction of σ of μ in practice, and a
+# mean, so one outlying value cannot carry it far.
+SHIFT_ROWS = 8
 
 
 def _check_input(op, x, num_features):
@@ -114,10 +131,11 @@ def _per_block(a3, body):
 class BatchNorm(Function):
     """y = γ x̂ + β with x̂ = (x − μ)·σ⁻¹, from batch (train) or running (eval) statistics.
 
-    Stores x − μ and σ⁻¹ (not x̂): y = (x − μ)·(γσ⁻¹) + β is then two passes, and
-    Σ g x̂ = σ⁻¹ Σ g (x − μ) in the vjp. On the CPU each worker (:mod:`._parallel`) takes
-    a part of the rows in cache-sized blocks, and the channel sums of the parts are
-    added in part order; on CuPy it is whole-array operations.
+    Stores d = x − K and σ⁻¹ (not x̂), K the shift of the statistics (train) or the
+    running mean (eval, δ = 0). Forward is two sweeps over the rows: d with Σd and Σd²
+    while a block is in cache, then y = d·(γσ⁻¹) + (β − δγσ⁻¹). On the CPU each worker
+    (:mod:`._parallel`) takes a part of the rows in cache-sized blocks, and the channel
+    sums of the parts are added in part order; on CuPy it is whole-array operations.
     """
 
     def forward(self, x, weight=None, bias=None, running_mean=None, running_var=None,
@@ -137,20 +155,25 @@ class BatchNorm(Function):
             if count < 2:
                 raise ValueError(f"{op}: training needs more than one value per channel, got input of "
                                  f"shape {tuple(x.shape)} (use a larger batch, or eval mode)")
-            mean = _per_block(x3, lambda r: (_channel_sums(x3[r]),))[0] / count
+            shift = x3[:SHIFT_ROWS].mean(axis=(0, 2))
         else:
-            mean = running_mean.astype(x.dtype, copy=False)
+            shift = running_mean.astype(x.dtype, copy=False)
             var = running_var.astype(x.dtype, copy=False)
         xp = _xp(x)
         centred = xp.empty(x3.shape, dtype=x.dtype)
 
-        def centre(r):   # x − μ, and Σ(x − μ)² while the block is in cache (two passes: no cancellation)
-            xp.subtract(x3[r], _bcast(mean), out=centred[r])
-            return (_channel_dots(centred[r], centred[r]),) if batch_stats else None
+        def centre(r):   # d = x − K, and Σd, Σd² while the block is in cache
+            xp.subtract(x3[r], _bcast(shift), out=centred[r])
+            return (_channel_sums(centred[r]), _channel_dots(centred[r], centred[r])) if batch_stats else None
 
-        sq = _per_block(x3, centre)
+        sums = _per_block(x3, centre)
         if batch_stats:
-            var = sq[0] / count
+            offset = sums[0] / count   # δ = μ − K
+            mean = shift + offset
+            # ≥ 0: for a constant channel rounding can leave Σd²/M − δ² a hair below zero
+            var = xp.maximum(sums[1] / count - offset * offset, 0)
+        else:
+            offset = None   # d = x − running_mean: δ = 0
         inv_std = 1.0 / xp.sqrt(var + eps)
         if training and running_mean is not None:   # in place: the module's buffers
             running_mean *= 1.0 - momentum
@@ -158,26 +181,32 @@ class BatchNorm(Function):
             running_var *= 1.0 - momentum
             running_var += (momentum * count / (count - 1)) * var
         scale = inv_std if weight is None else weight * inv_std
-        self.centred, self.inv_std, self.scale = centred, inv_std, scale
+        out_shift = bias if offset is None else -offset * scale if bias is None else bias - offset * scale
+        self.centred, self.offset, self.inv_std, self.scale = centred, offset, inv_std, scale
         self.layout, self.count, self.batch_stats = layout, count, batch_stats
         out = xp.empty(x3.shape, dtype=x.dtype)
 
         def affine(r):
             xp.multiply(centred[r], _bcast(scale), out=out[r])
-            if bias is not None:
-                out[r] += _bcast(bias)
+            if out_shift is not None:
+                out[r] += _bcast(out_shift)
 
         _per_block(x3, affine)
         return layout.from3(out)
 
     def backward(self, g):
         g3, centred, m, xp = self.layout.to3(g), self.centred, self.count, _xp(g)
-        g_sum, gx_sum = _per_block(g3, lambda r: (_channel_sums(g3[r]), _channel_dots(g3[r], centred[r])))
-        gx_sum = gx_sum * self.inv_std   # Σ g x̂
+        g_sum, gd_sum = _per_block(g3, lambda r: (_channel_sums(g3[r]), _channel_dots(g3[r], centred[r])))
+        if self.offset is not None:
+            gd_sum = gd_sum - self.offset * g_sum   # Σ g (x − μ) = Σ g d − δ Σ g
+        gx_sum = gd_sum * self.inv_std   # Σ g x̂
         gx = xp.empty(g3.shape, dtype=g.dtype)
-        a, c, scale = _bcast(-self.inv_std * gx_sum / m), _bcast(g_sum / m), _bcast(self.scale)
+        a, scale = -self.inv_std * gx_sum / m, _bcast(self.scale)
+        # γσ⁻¹ (g − Σg/M − x̂ Σ(g x̂)/M) = γσ⁻¹ (g + d·a − c) with a = −σ⁻¹Σ(g x̂)/M, c = Σg/M + δ·a
+        c = _bcast(g_sum / m if self.offset is None else g_sum / m + self.offset * a)
+        a = _bcast(a)
 
-        def combine(r):   # γσ⁻¹ (g − Σg/M − x̂ Σ(g x̂)/M) on a block in cache; eval: γσ⁻¹ g
+        def combine(r):   # on a block in cache; eval: γσ⁻¹ g
             if self.batch_stats:
                 xp.multiply(centred[r], a, out=gx[r])
                 gx[r] += g3[r]
