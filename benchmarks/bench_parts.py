@@ -16,8 +16,16 @@ paid from 1 MiB, where the ops alone still ran faster whole (see ``_parallel``).
   (measured: one part looked faster up to 4 MiB hot, while in whole training steps the
   split parts were faster from 1 MiB).
 
+* ``--cores``: what the second core adds on this machine, for compute-bound work (a
+  64×64 GEMM looped in L1) and memory-bound work (a 32 MiB copy per thread): one thread
+  alone against the same work on each of two workers at once. 2.0× is two independent
+  cores; on the project's 2-vCPU VM memory copies gained nothing (one thread already
+  takes the bandwidth) and the GEMM loop 1.2-1.7×, so memory passes and, in part,
+  GEMMs do not halve when split.
+
     python benchmarks/bench_parts.py
     python benchmarks/bench_parts.py --rounds 9 --sizes 2,4,8
+    python benchmarks/bench_parts.py --cores --sizes ""
 
 Prints microseconds (median over rounds of each round's median) and, per size, which
 setting was faster; the threshold the ops use is printed alongside.
@@ -80,12 +88,31 @@ def _ops(mib, gen, cold=True):
     return {"relu": relu, "batchnorm": bn}
 
 
+def core_scaling(rounds):
+    """Throughput of two workers at once over one thread alone, for compute- and memory-bound work."""
+    small = numpy.ones((64, 64), numpy.float32)
+    gemm_out = [numpy.empty((64, 64), numpy.float32) for _ in range(2)]
+    big = [numpy.ones(8 << 20, numpy.float32) for _ in range(2)]   # 32 MiB each, past the caches
+    copy_out = [numpy.empty(8 << 20, numpy.float32) for _ in range(2)]
+    work = {"GEMM 64x64 in L1 (x2000)": lambda k: [numpy.matmul(small, small, out=gemm_out[k]) for _ in range(2000)],
+            "copy 32 MiB": lambda k: numpy.copyto(copy_out[k], big[k])}
+    print(f"{'work per thread':26s} {'1 thread ms':>12s} {'2 at once ms':>13s} {'speed-up':>9s}")
+    for name, fn in work.items():
+        one, two = [], []
+        for _ in range(rounds):
+            one.append(median_ms(lambda: fn(0), 10))
+            two.append(median_ms(lambda: _parallel.map_parts(fn, [0, 1]), 10))
+        t1, t2 = statistics.median(one), statistics.median(two)
+        print(f"{name:26s} {t1:12.2f} {t2:13.2f} {2 * t1 / t2:8.2f}x")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="1,2,4,6,8,16", help="comma-separated activation sizes in MiB")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median)")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per setting and round (median)")
     p.add_argument("--hot", action="store_true", help="reuse one input (cache-hot): flatters one part")
+    p.add_argument("--cores", action="store_true", help="also time what the second core adds (compute, memory)")
     args = p.parse_args(argv)
     workers = _parallel.cpu_workers()
     print(f"{workers} CPU workers; MIN_PARALLEL_BYTES = {_parallel.MIN_PARALLEL_BYTES / 2 ** 20:g} MiB; "
@@ -99,11 +126,16 @@ def main(argv=None):
         handoff["plain call"].append(1e3 * median_ms(lambda: (lambda s: None)(two[0]), 200))
         handoff["map_parts"].append(1e3 * median_ms(lambda: _parallel.map_parts(lambda s: None, two), 200))
     print("hand-off of empty parts: " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in handoff.items()))
+    if args.cores:
+        core_scaling(args.rounds)
+    sizes = [float(s) for s in args.sizes.split(",") if s]
+    if not sizes:
+        return
     gen = numpy.random.default_rng(0)
     print(f"{'op':10s} {'MiB':>5s} {'one part':>9s} {'per worker':>11s} {'faster':>11s}")
     saved = _parallel.MIN_PARALLEL_BYTES
     try:
-        for mib in (float(s) for s in args.sizes.split(",")):
+        for mib in sizes:
             for name, fn in _ops(mib, gen, cold=not args.hot).items():
                 times = {ONE_PART: [], PER_WORKER: []}
                 for _ in range(args.rounds):
