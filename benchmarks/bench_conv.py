@@ -265,6 +265,10 @@ def main(argv=None):
     print(f"minivae {args.backend} (algorithm {args.algorithm}) vs PyTorch {device or '-'}: batch {args.batch}, "
           f"{args.dtype}, forward+backward, median of {args.repeats} repeats, median over {args.rounds} "
           f"process rounds (ms, {'CPU' if args.cpu_time else 'wall'} time); {os.cpu_count()} CPU cores")
+    if args.backend == "numpy":   # the GEMM kernels move these figures by up to 2x (docs/results.md)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_step import blas_line  # noqa: PLC0415
+        print(blas_line())
     print(f"{'layer':22s} {'minivae':>9s} {'torch':>9s} {'ratio':>7s}")
     totals = [0.0, 0.0]
     for spec in _layers(args):

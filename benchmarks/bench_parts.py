@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy  # noqa: E402
 
-from bench_step import median_ms  # noqa: E402
+from bench_step import blas_line, median_ms  # noqa: E402
 
 from minivae.autograd import Tensor  # noqa: E402
 from minivae.ops import _parallel  # noqa: E402
@@ -127,6 +127,7 @@ def main(argv=None):
         handoff["map_parts"].append(1e3 * median_ms(lambda: _parallel.map_parts(lambda s: None, two), 200))
     print("hand-off of empty parts: " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in handoff.items()))
     if args.cores:
+        print(blas_line())
         core_scaling(args.rounds)
     sizes = [float(s) for s in args.sizes.split(",") if s]
     if not sizes:
