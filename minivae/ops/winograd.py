@@ -104,6 +104,36 @@ def _weight_and_bias_grads(partials, channels, with_bias):
     return (gw, _parallel.add_in_order([p[1] for p in partials])) if with_bias else (gw,)
 
 
+def _image_tiles(img_last, padding, tiles_hw):
+    """D = Bᵀ u B: the transformed input tiles of a channels-last image (conv2d's input,
+    conv_transpose2d's output gradient)."""
+    return input_transform(space_to_depth(img_last, padding, tiles_hw))
+
+
+def _image_from_tiles(d, gw, n, size, tiles_hw, bias=None):
+    """crop(Aᵀ (D Gw) A) + b: the (n, H, W, O) channels-last image of tiles D (a view)."""
+    y = output_transform(_xp(d).matmul(d, gw), n, tiles_hw, bias)
+    return y[:, :size[0], :size[1]]
+
+
+def _gradient_tiles(img_last, tiles_hw):
+    """dM = A x Aᵀ: the output-transform adjoint of a channels-last image (conv2d's output
+    gradient, conv_transpose2d's input)."""
+    return output_transform_adjoint(_tiled(img_last, tiles_hw), tiles_hw)
+
+
+def _image_from_gradient_tiles(dm, gw, n, size, padding, tiles_hw, channels, dtype):
+    """crop(B (dM Gwᵀ) Bᵀ): the (n, H, W, C) channels-last image of gradient tiles dM (a view)."""
+    u_shape = (n, TILE * tiles_hw[0] + 1, 2, TILE * tiles_hw[1] + 1, 2, channels)
+    return _unpadded(input_transform_adjoint(_xp(dm).matmul(dm, gw.transpose(0, 2, 1)), u_shape, dtype),
+                     size, padding)
+
+
+def _weight_tiles_grad(dm, d):
+    """dGw = Dᵀ dM per tile position, as a (4C, O) view of each."""
+    return _xp(d).matmul(dm.transpose(0, 2, 1), d).transpose(0, 2, 1)
+
+
 def _plan(xp, n, tiles_hw, channels, outputs, itemsize):
     """Parts of the batch (one per CPU worker), each in chunks whose D and M together are
     about :data:`CPU_CHUNK_BYTES` (bounding the temporaries of a large batch)."""
@@ -134,9 +164,8 @@ class WinogradConv2d(Function):
         def work(chunks):
             kept = []
             for chunk in chunks:
-                d = input_transform(space_to_depth(x_last[chunk], padding, tiles_hw))
-                y = output_transform(xp.matmul(d, gw), chunk.stop - chunk.start, tiles_hw, bias)
-                out[chunk] = y[:, :out_size[0], :out_size[1]]
+                d = _image_tiles(x_last[chunk], padding, tiles_hw)
+                out[chunk] = _image_from_tiles(d, gw, chunk.stop - chunk.start, out_size, tiles_hw, bias)
                 kept.append(d if KEEP_TILES else None)
             return kept
 
@@ -149,7 +178,6 @@ class WinogradConv2d(Function):
     def backward(self, g):
         n, h, w, c, padding, out_size, tiles_hw = self.geometry
         xp, gw, with_bias = _xp(g), self.gw, len(self.parents) == 3
-        u_tail = (TILE * tiles_hw[0] + 1, 2, TILE * tiles_hw[1] + 1, 2, c)
         need_gx = self.parents[0].requires_grad
         gx = xp.empty((n, h, w, c), dtype=g.dtype) if need_gx else None   # channels-last
         g_last = g.transpose(0, 2, 3, 1)
@@ -158,13 +186,12 @@ class WinogradConv2d(Function):
             dgw = gb = None
             for chunk, d in zip(self.plan[k], self.saved[k]):
                 if d is None:
-                    d = input_transform(space_to_depth(self.x_last[chunk], padding, tiles_hw))
-                dm = output_transform_adjoint(_tiled(g_last[chunk], tiles_hw), tiles_hw)
-                dgw = _parallel.accumulate(dgw, xp.matmul(dm.transpose(0, 2, 1), d).transpose(0, 2, 1))   # (4C, O) view
+                    d = _image_tiles(self.x_last[chunk], padding, tiles_hw)
+                dm = _gradient_tiles(g_last[chunk], tiles_hw)
+                dgw = _parallel.accumulate(dgw, _weight_tiles_grad(dm, d))
                 if need_gx:
-                    du = input_transform_adjoint(xp.matmul(dm, gw.transpose(0, 2, 1)),
-                                                 (chunk.stop - chunk.start,) + u_tail, g.dtype)
-                    gx[chunk] = _unpadded(du, (h, w), padding)
+                    gx[chunk] = _image_from_gradient_tiles(dm, gw, chunk.stop - chunk.start, (h, w), padding,
+                                                           tiles_hw, c, g.dtype)
                 gb = _parallel.accumulate(gb, channel_sums(g[chunk])) if with_bias else None
             return dgw, gb
 
@@ -191,15 +218,13 @@ class WinogradConvTranspose2d(Function):
         gw = weight_transform(weight)                      # ((m+1)², 4·C_out, C_in)
         out = xp.empty((n,) + out_size + (cout,), dtype=x.dtype)   # channels-last
         x_last = x.transpose(0, 2, 3, 1)
-        u_tail = (TILE * tiles_hw[0] + 1, 2, TILE * tiles_hw[1] + 1, 2, cout)
 
         def work(chunks):
             kept = []
             for chunk in chunks:
-                dm = output_transform_adjoint(_tiled(x_last[chunk], tiles_hw), tiles_hw)
-                du = input_transform_adjoint(xp.matmul(dm, gw.transpose(0, 2, 1)),
-                                             (chunk.stop - chunk.start,) + u_tail, x.dtype)
-                y = _unpadded(du, out_size, padding)
+                dm = _gradient_tiles(x_last[chunk], tiles_hw)
+                y = _image_from_gradient_tiles(dm, gw, chunk.stop - chunk.start, out_size, padding,
+                                               tiles_hw, cout, x.dtype)
                 if bias is None:
                     out[chunk] = y
                 else:
@@ -224,12 +249,11 @@ class WinogradConvTranspose2d(Function):
             dgw = gb = None
             for chunk, dm in zip(self.plan[k], self.saved[k]):
                 if dm is None:
-                    dm = output_transform_adjoint(_tiled(self.x_last[chunk], tiles_hw), tiles_hw)
-                d = input_transform(space_to_depth(g_last[chunk], padding, tiles_hw))
+                    dm = _gradient_tiles(self.x_last[chunk], tiles_hw)
+                d = _image_tiles(g_last[chunk], padding, tiles_hw)
                 if need_gx:
-                    y = output_transform(xp.matmul(d, gw), chunk.stop - chunk.start, tiles_hw)
-                    gx[chunk] = y[:, :h, :w]
-                dgw = _parallel.accumulate(dgw, xp.matmul(dm.transpose(0, 2, 1), d).transpose(0, 2, 1))   # (4C, O) view
+                    gx[chunk] = _image_from_tiles(d, gw, chunk.stop - chunk.start, (h, w), tiles_hw)
+                dgw = _parallel.accumulate(dgw, _weight_tiles_grad(dm, d))
                 gb = _parallel.accumulate(gb, channel_sums(g[chunk])) if with_bias else None
             return dgw, gb
 
